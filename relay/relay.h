@@ -1,0 +1,134 @@
+/*
+ * relay.h - the durable spool and the queue runner.
+ *
+ * Spool layout under the spool directory:
+ *   tmp/<qid>      a message being received; removed on abort, ignored and
+ *                  cleaned at start-up (never acknowledged)
+ *   queue/<qid>    a committed message: fsync'd, renamed, directory fsync'd,
+ *                  before the client is told 250. Immutable once there.
+ *   state/<qid>    the runner's delivery state for a queued message
+ *                  (recipients done, attempts, next retry); optional.
+ *
+ * Queue file format (all lines end in LF; values never contain CR or LF):
+ *   POSTERN-QUEUE 1
+ *   qid <qid>
+ *   time <unix seconds>
+ *   from <address>            (empty value for the null sender <>)
+ *   rcpt <address>            (one line per recipient, in RCPT order)
+ *   <key> <value>             (other facts: listener, client, helo, auth,
+ *                              body, smtputf8, ret, envid, tls ...; readers
+ *                              ignore keys they do not know)
+ *   <empty line>
+ *   the message, CRLF line ends, dot-stuffing removed, Received header first
+ *
+ * Ownership: relay_spool_* objects are owned by the caller until
+ * relay_spool_commit() or relay_spool_abort() takes them. The relay from
+ * relay_start() is freed by relay_stop().
+ */
+#ifndef POSTERN_RELAY_H
+#define POSTERN_RELAY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+#include <uv.h>
+#include "common/common.h"
+
+/* ---- envelope ------------------------------------------------------- */
+
+struct relay_envelope {
+	char qid[ID_LEN + 1];
+	time_t time;
+	char *from;          /* "" for <> */
+	char **rcpts;
+	size_t nrcpts;
+	char *ret;           /* DSN RET, or NULL */
+	char *envid;         /* DSN ENVID, or NULL */
+	bool smtputf8;
+	bool eightbit;
+	off_t body_offset;   /* where the message starts in the queue file */
+};
+
+/* Reads the envelope of queue file path. Returns 0 or -errno/-EINVAL. */
+int relay_envelope_read(const char *path, struct relay_envelope *env);
+void relay_envelope_free(struct relay_envelope *env);
+
+/* ---- spool (writing side, used by the server) ---------------------- */
+
+struct relay_spool;  /* process-wide: directories and the commit thread */
+struct relay_spool_file;
+
+/* Opens or creates <dir>/{tmp,queue,state}; removes stale tmp files.
+ * Starts the commit thread. */
+struct relay_spool *relay_spool_open(const char *dir, char *err, size_t errlen);
+void relay_spool_close(struct relay_spool *sp);
+const char *relay_spool_dir(const struct relay_spool *sp);
+
+/* Creates tmp/<qid> and writes the envelope header. The envelope's qid
+ * names the file. Returns NULL with errno set on failure. */
+struct relay_spool_file *relay_spool_create(struct relay_spool *sp,
+                                            const struct relay_envelope *env,
+                                            const char *const *extra_kv, size_t nextra);
+/* Appends message bytes; returns 0 or -errno. */
+int relay_spool_write(struct relay_spool_file *f, const void *data, size_t len);
+/* Message bytes written so far. */
+uint64_t relay_spool_size(const struct relay_spool_file *f);
+/* Discards the file. Takes f. */
+void relay_spool_abort(struct relay_spool_file *f);
+
+/* Makes the message durable and moves it to queue/: fsync of the file, rename,
+ * fsync of queue/. Batched with other commits in flight (group commit).
+ * done(status, arg) runs later on `loop` (0 or -errno); the file is taken
+ * either way. On success the relay (if any) is told about the message. */
+typedef void (*relay_commit_cb)(int status, void *arg);
+void relay_spool_commit(struct relay_spool_file *f, uv_loop_t *loop,
+                        uv_async_t *wake, relay_commit_cb done, void *arg);
+/* Runs the callbacks of finished commits for `loop`; call it from the
+ * uv_async_t handed to relay_spool_commit(). */
+void relay_spool_drain(struct relay_spool *sp, uv_loop_t *loop);
+
+/* ---- queue runner ------------------------------------------------------ */
+
+enum relay_tls { RELAY_TLS_NONE, RELAY_TLS_STARTTLS, RELAY_TLS_IMPLICIT };
+
+struct relay_conf {
+	const char *downstream;   /* "smtp://host:port", "lmtp://host:port",
+	                             "lmtp:unix:/path", or NULL for Maildir */
+	const char *maildir;      /* Maildir root when downstream is NULL */
+	enum relay_tls tls;
+	bool tls_verify;          /* check the downstream certificate */
+	const char *tls_ca;       /* CA file for tls_verify, NULL: system store */
+	const char *hostname;     /* our name: EHLO/LHLO, DSN Reporting-MTA */
+	unsigned workers;         /* parallel deliveries */
+	unsigned retry_min;       /* seconds before the first retry */
+	unsigned retry_max;       /* cap of the exponential backoff */
+	unsigned max_queue_time;  /* seconds before a deferred message bounces */
+	unsigned timeout;         /* seconds per downstream read/write */
+};
+
+struct relay;
+
+/* Starts the workers and schedules every message already in queue/ (left by
+ * a crash or a restart). Returns NULL with err filled on failure. */
+struct relay *relay_start(const struct relay_conf *conf, struct relay_spool *sp,
+                          char *err, size_t errlen);
+/* Thread-safe: a newly committed message is ready for delivery. */
+void relay_enqueue(struct relay *r, const char *qid);
+/* Stops the workers after their current delivery; undelivered mail stays
+ * in the queue. Frees r. */
+void relay_stop(struct relay *r);
+
+/* For `postern queue`: one call per queued message. */
+struct relay_queue_entry {
+	const struct relay_envelope *env;
+	uint64_t size;            /* queue file size */
+	unsigned attempts;
+	time_t next_try;          /* 0: as soon as possible */
+	const char *last_error;   /* NULL when none */
+	const bool *done;         /* per recipient: delivered or bounced */
+};
+typedef void (*relay_list_cb)(const struct relay_queue_entry *e, void *arg);
+int relay_queue_list(const char *spool_dir, relay_list_cb cb, void *arg);
+
+#endif

@@ -1,0 +1,143 @@
+/*
+ * smtp_parse.h - pure SMTP input handling: the command line reader, the
+ * command parser (RFC 5321 section 4.1 with ESMTP parameters) and the DATA
+ * decoder. No I/O, no uv.h: easy to unit-test and to fuzz.
+ *
+ * Ownership: nothing here allocates except the line reader's buffer (freed
+ * by smtp_reader_free); parsed commands point into the caller's line.
+ */
+#ifndef POSTERN_SMTP_PARSE_H
+#define POSTERN_SMTP_PARSE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "common/common.h"
+
+/* ---- command line reader ------------------------------------------- */
+
+enum smtp_line_result {
+	SMTP_LINE_NONE = 0,    /* need more input */
+	SMTP_LINE_OK = 1,      /* a line (without CRLF) is ready */
+	SMTP_LINE_TOO_LONG = 2,/* line exceeded the limit; skipped up to its CRLF */
+	SMTP_LINE_BARE_LF = 3, /* LF without CR, or CR not followed by LF */
+};
+
+struct smtp_reader {
+	struct buf in;     /* bytes received, not yet consumed */
+	size_t max_line;   /* longest accepted line, CRLF included */
+	bool discarding;   /* skipping the rest of an overlong line */
+};
+
+void smtp_reader_init(struct smtp_reader *r, size_t max_line);
+void smtp_reader_free(struct smtp_reader *r);
+void smtp_reader_push(struct smtp_reader *r, const void *data, size_t len);
+/* Takes the next line. On SMTP_LINE_OK, *line points to a NUL-terminated
+ * copy in r (valid until the next call) and *len is its length. */
+int smtp_reader_next(struct smtp_reader *r, char **line, size_t *len);
+/* Bytes received but not yet consumed (for STARTTLS: must be zero, or
+ * discarded). */
+size_t smtp_reader_pending(const struct smtp_reader *r);
+void smtp_reader_discard(struct smtp_reader *r);
+
+/* ---- commands --------------------------------------------------------- */
+
+enum smtp_verb {
+	SMTP_VERB_UNKNOWN = 0,
+	SMTP_VERB_HELO, SMTP_VERB_EHLO, SMTP_VERB_MAIL, SMTP_VERB_RCPT,
+	SMTP_VERB_DATA, SMTP_VERB_BDAT, SMTP_VERB_RSET, SMTP_VERB_NOOP,
+	SMTP_VERB_QUIT, SMTP_VERB_VRFY, SMTP_VERB_EXPN, SMTP_VERB_HELP,
+	SMTP_VERB_STARTTLS, SMTP_VERB_AUTH,
+	SMTP_VERB_COUNT
+};
+
+enum smtp_body { SMTP_BODY_UNSET = 0, SMTP_BODY_7BIT, SMTP_BODY_8BITMIME, SMTP_BODY_BINARYMIME };
+
+struct smtp_cmd {
+	enum smtp_verb verb;
+	char *arg;           /* everything after the verb and one space, or "" */
+
+	/* HELO/EHLO */
+	char *domain;
+
+	/* MAIL/RCPT: the path between < and >, "" for the null path. */
+	char *path;
+	/* MAIL parameters */
+	bool has_size;
+	uint64_t size;
+	enum smtp_body body;
+	bool smtputf8;
+	char *auth_param;    /* AUTH=<...> as given, xtext undecoded */
+	char *ret;           /* RET=FULL|HDRS */
+	char *envid;         /* ENVID=... */
+	/* RCPT parameters */
+	char *notify;        /* NOTIFY=... */
+	char *orcpt;         /* ORCPT=... */
+
+	/* BDAT */
+	uint64_t chunk_size;
+	bool last;
+
+	/* AUTH */
+	char *mech;
+	char *initial;       /* NULL when absent */
+};
+
+/* Result of parsing: 0, or one of these, which the session turns into the
+ * reply shown. */
+enum smtp_parse_error {
+	SMTP_PARSE_OK = 0,
+	SMTP_PARSE_UNKNOWN_VERB,     /* 500 5.5.2 Command not recognized */
+	SMTP_PARSE_SYNTAX,           /* 501 5.5.4 Syntax error in parameters */
+	SMTP_PARSE_BAD_PATH,         /* 501 5.1.3 / 5.1.7 Bad address syntax */
+	SMTP_PARSE_UNKNOWN_PARAM,    /* 555 5.5.4 Unsupported parameter */
+	SMTP_PARSE_NON_ASCII,        /* 553 5.6.7 non-ASCII address without SMTPUTF8 */
+};
+
+/* Parses one command line (no CRLF) in place: writes NULs into line, and
+ * cmd points into it. */
+int smtp_parse(char *line, size_t len, struct smtp_cmd *cmd);
+
+/* Keyword table for error messages and logs: "MAIL", "RCPT", ... */
+const char *smtp_verb_name(enum smtp_verb verb);
+
+/* Checks that path is a syntactically valid RFC 5321 Mailbox (local@domain,
+ * domain or address literal; quoted local parts allowed). utf8 allows
+ * RFC 6531 UTF-8 in both parts. */
+bool smtp_valid_mailbox(const char *path, bool utf8);
+
+/* ---- DATA decoder --------------------------------------------------- */
+
+enum smtp_data_result {
+	SMTP_DATA_MORE = 0,       /* all input consumed, need more */
+	SMTP_DATA_END = 1,        /* end-of-data seen; *used says how far */
+};
+
+enum smtp_data_flag {
+	SMTP_DATA_ERR_BARE_LF = 1 << 0,   /* LF not preceded by CR */
+	SMTP_DATA_ERR_BARE_CR = 1 << 1,   /* CR not followed by LF */
+	SMTP_DATA_ERR_LONG_LINE = 1 << 2, /* a line longer than max_line */
+	SMTP_DATA_ERR_TOO_BIG = 1 << 3,   /* more than max_size bytes */
+};
+
+/* The decoder removes dot-stuffing and finds the terminating CRLF.CRLF. It
+ * never treats anything else (LF.LF, CR.CR, LF.CRLF, ...) as the end. Once
+ * an error flag is set it keeps scanning for the real end but stops emitting
+ * data, so the session can answer after the end-of-data. */
+struct smtp_data {
+	int state;
+	size_t line_len;
+	size_t max_line;     /* 0: no limit; counted without CRLF */
+	uint64_t max_size;   /* 0: no limit */
+	uint64_t size;       /* message bytes emitted so far (after unstuffing) */
+	unsigned flags;      /* smtp_data_flag */
+};
+
+void smtp_data_init(struct smtp_data *d, size_t max_line, uint64_t max_size);
+/* Decodes in[0..len). Output bytes are appended to out. *used receives the
+ * number of input bytes consumed (all of them unless SMTP_DATA_END, where
+ * the rest belongs to the next command). */
+int smtp_data_feed(struct smtp_data *d, const char *in, size_t len, size_t *used,
+                   struct buf *out);
+
+#endif
