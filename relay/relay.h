@@ -18,12 +18,18 @@
  *   <key> <value>             (other facts: listener, client, helo, auth,
  *                              body, smtputf8, ret, envid, tls ...; readers
  *                              ignore keys they do not know)
+ *   The runner reads these optional keys:
+ *     body 8BITMIME            (or BINARYMIME; anything else is 7bit)
+ *     smtputf8 1               (absent, "0", "no" or "false": not set)
+ *     ret FULL                 (or HDRS: the DSN RET parameter)
+ *     envid <xtext>            (the DSN ENVID parameter as received)
  *   <empty line>
  *   the message, CRLF line ends, dot-stuffing removed, Received header first
  *
  * Ownership: relay_spool_* objects are owned by the caller until
  * relay_spool_commit() or relay_spool_abort() takes them. The relay from
- * relay_start() is freed by relay_stop().
+ * relay_start() is freed by relay_stop(). relay_envelope_free() frees what
+ * relay_envelope_read() allocated inside the caller's struct.
  */
 #ifndef POSTERN_RELAY_H
 #define POSTERN_RELAY_H
@@ -106,6 +112,8 @@ struct relay_conf {
 	unsigned max_queue_time;  /* seconds before a deferred message bounces */
 	unsigned timeout;         /* seconds per downstream read/write */
 };
+/* A zero field takes its default: hostname gethostname(), workers 4,
+ * retry_min 300, retry_max 4000, max_queue_time 5 days, timeout 300. */
 
 struct relay;
 
@@ -113,7 +121,14 @@ struct relay;
  * a crash or a restart). Returns NULL with err filled on failure. */
 struct relay *relay_start(const struct relay_conf *conf, struct relay_spool *sp,
                           char *err, size_t errlen);
-/* Thread-safe: a newly committed message is ready for delivery. */
+/* The same on a spool directory (relay_start() calls it with
+ * relay_spool_dir(sp)); creates missing tmp/, queue/ and state/. conf and
+ * its strings are copied. */
+struct relay *relay_start_dir(const struct relay_conf *conf, const char *spool_dir,
+                              char *err, size_t errlen);
+/* Thread-safe and cheap: a newly committed message is ready for delivery.
+ * A message already scheduled is never delivered twice at once; a deferred
+ * one is tried now. */
 void relay_enqueue(struct relay *r, const char *qid);
 /* Stops the workers after their current delivery; undelivered mail stays
  * in the queue. Frees r. */
@@ -129,6 +144,10 @@ struct relay_queue_entry {
 	const bool *done;         /* per recipient: delivered or bounced */
 };
 typedef void (*relay_list_cb)(const struct relay_queue_entry *e, void *arg);
+/* Calls cb in queue id order (oldest first); e and what it points to live
+ * only during the call. Unreadable queue files are skipped with a warning.
+ * Returns the number of messages listed, or -errno when queue/ cannot be
+ * read. */
 int relay_queue_list(const char *spool_dir, relay_list_cb cb, void *arg);
 
 #endif

@@ -13,7 +13,7 @@ libconfuse-dev
 libsqlite3-dev sqlite3
 check
 python3 python3-pytest
-swaks msmtp curl
+swaks libnet-ssleay-perl libio-socket-ssl-perl msmtp curl
 "
 
 missing=""

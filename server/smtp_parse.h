@@ -19,26 +19,35 @@
 enum smtp_line_result {
 	SMTP_LINE_NONE = 0,    /* need more input */
 	SMTP_LINE_OK = 1,      /* a line (without CRLF) is ready */
-	SMTP_LINE_TOO_LONG = 2,/* line exceeded the limit; skipped up to its CRLF */
+	SMTP_LINE_TOO_LONG = 2,/* line exceeded the limit; skipped up to its CRLF
+	                        * (reported once, maybe before that CRLF came) */
 	SMTP_LINE_BARE_LF = 3, /* LF without CR, or CR not followed by LF */
 };
 
 struct smtp_reader {
-	struct buf in;     /* bytes received, not yet consumed */
+	struct buf in;     /* bytes received; in.data[0..off) already handed out */
+	size_t off;
 	size_t max_line;   /* longest accepted line, CRLF included */
 	bool discarding;   /* skipping the rest of an overlong line */
+	bool discard_cr;   /* while discarding: the last byte seen was CR */
 };
 
 void smtp_reader_init(struct smtp_reader *r, size_t max_line);
 void smtp_reader_free(struct smtp_reader *r);
 void smtp_reader_push(struct smtp_reader *r, const void *data, size_t len);
-/* Takes the next line. On SMTP_LINE_OK, *line points to a NUL-terminated
- * copy in r (valid until the next call) and *len is its length. */
+/* Takes the next line. On SMTP_LINE_OK, *line points to the NUL-terminated
+ * line inside r (valid until the next smtp_reader_* call) and *len is its
+ * length; the line may contain NUL bytes (smtp_parse rejects them). Returns
+ * SMTP_LINE_NONE once everything is consumed, and then holds no memory. */
 int smtp_reader_next(struct smtp_reader *r, char **line, size_t *len);
 /* Bytes received but not yet consumed (for STARTTLS: must be zero, or
  * discarded). */
 size_t smtp_reader_pending(const struct smtp_reader *r);
 void smtp_reader_discard(struct smtp_reader *r);
+/* Raw access for DATA and BDAT content, which is not line-based: the bytes
+ * not yet consumed, and consuming n of them. */
+const char *smtp_reader_peek(const struct smtp_reader *r, size_t *len);
+void smtp_reader_skip(struct smtp_reader *r, size_t n);
 
 /* ---- commands --------------------------------------------------------- */
 
@@ -55,13 +64,19 @@ enum smtp_body { SMTP_BODY_UNSET = 0, SMTP_BODY_7BIT, SMTP_BODY_8BITMIME, SMTP_B
 
 struct smtp_cmd {
 	enum smtp_verb verb;
-	char *arg;           /* everything after the verb and one space, or "" */
+	char *arg;           /* everything after the verb and the spaces after it,
+	                      * or ""; MAIL/RCPT/BDAT/AUTH cut it into fields */
 
 	/* HELO/EHLO */
 	char *domain;
 
-	/* MAIL/RCPT: the path between < and >, "" for the null path. */
+	/* MAIL/RCPT: the path between < and >, "" for the null path; a source
+	 * route (<@a,@b:user@c>) is dropped. */
 	char *path;
+	/* The path has octets >= 0x80 (well-formed UTF-8). MAIL checks it
+	 * against its own SMTPUTF8; for RCPT the session must check it against
+	 * the transaction's (553 5.6.7 without SMTPUTF8). */
+	bool non_ascii;
 	/* MAIL parameters */
 	bool has_size;
 	uint64_t size;
@@ -95,7 +110,9 @@ enum smtp_parse_error {
 };
 
 /* Parses one command line (no CRLF) in place: writes NULs into line, and
- * cmd points into it. */
+ * cmd points into it; line[len] must be '\0' (the reader guarantees it).
+ * Log the line before parsing it. cmd->verb is set even when an error is
+ * returned, unless the verb is unknown. */
 int smtp_parse(char *line, size_t len, struct smtp_cmd *cmd);
 
 /* Keyword table for error messages and logs: "MAIL", "RCPT", ... */
@@ -129,14 +146,16 @@ struct smtp_data {
 	size_t line_len;
 	size_t max_line;     /* 0: no limit; counted without CRLF */
 	uint64_t max_size;   /* 0: no limit */
-	uint64_t size;       /* message bytes emitted so far (after unstuffing) */
+	uint64_t size;       /* message bytes decoded so far (after unstuffing),
+	                      * still counted after emitting stopped */
 	unsigned flags;      /* smtp_data_flag */
 };
 
 void smtp_data_init(struct smtp_data *d, size_t max_line, uint64_t max_size);
 /* Decodes in[0..len). Output bytes are appended to out. *used receives the
  * number of input bytes consumed (all of them unless SMTP_DATA_END, where
- * the rest belongs to the next command). */
+ * the rest belongs to the next command). Once a flag is set, out holds an
+ * unspecified prefix of the message: discard it. */
 int smtp_data_feed(struct smtp_data *d, const char *in, size_t len, size_t *used,
                    struct buf *out);
 

@@ -7,7 +7,10 @@
  * TLS_WANT_IO (needs more input from the peer; flush output first) or
  * TLS_FAIL (the error text stays available through tls_error() until the
  * next call); tls_read() also answers TLS_CLOSED after the peer's
- * close_notify. This file never includes uv.h.
+ * close_notify. After a fatal failure the engine is dead: every call fails
+ * again with the first error, but the pending output (an alert) may still
+ * be taken and sent; the output calls never touch the error text. This
+ * file never includes uv.h.
  *
  * Ownership: tls_new() returns an engine owned by the caller, freed by
  * tls_free(); the engine takes a reference on the SSL_CTX. Strings returned
@@ -36,6 +39,14 @@ void tls_free(struct tls *t);
 
 /* Client side only: name for SNI and (when verify is set) host checking. */
 int tls_set_hostname(struct tls *t, const char *name);
+
+/* Client side, before the handshake: offer a session saved from an earlier
+ * connection (the engine takes its own reference). */
+int tls_set_session(struct tls *t, SSL_SESSION *sess);
+/* A resumable session to save for the next connection, or NULL; the caller
+ * frees it with SSL_SESSION_free(). In TLS 1.3 the ticket arrives after the
+ * handshake: ask once tls_read() has processed the server's first bytes. */
+SSL_SESSION *tls_get1_session(const struct tls *t);
 
 /* Ciphertext from the network. Always consumes all of it. */
 int tls_feed(struct tls *t, const void *data, size_t len);

@@ -1,0 +1,42 @@
+/*
+ * postern.c - main() of `postern`, the operator's tool: picks the
+ * subcommand and leaves the work to it (cli/<command>.c).
+ */
+#include "cli/cli.h"
+#include "common/common.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const struct {
+	const char *name;
+	int (*run)(int argc, char **argv);
+} commands[] = {
+	{ "queue", cli_queue },
+};
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+	        "usage: postern <command> [options]\n"
+	        "\n"
+	        "commands:\n"
+	        "  queue [-d SPOOLDIR] [--json]   list the messages waiting for delivery\n"
+	        "                                 (spool default: %s)\n",
+	        CLI_SPOOL_DIR);
+}
+
+int main(int argc, char **argv)
+{
+	/* the commands read files the daemon writes; only problems are news */
+	log_open("postern", false, LOG_LEVEL_WARN);
+	if (argc >= 2) {
+		for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+			if (strcmp(argv[1], commands[i].name) == 0)
+				return commands[i].run(argc - 1, argv + 1);
+		if (strcmp(argv[1], "--help") != 0 && strcmp(argv[1], "-h") != 0)
+			fprintf(stderr, "postern: unknown command \"%s\"\n", argv[1]);
+	}
+	usage(stderr);
+	return 2;
+}

@@ -1,0 +1,559 @@
+/*
+ * conf.c - reads the configuration with libconfuse and fills struct conf.
+ *
+ * Values are checked while the file is parsed (validation callbacks), so
+ * every error carries the file and line where it was found. Relative paths
+ * are taken relative to the configuration file's directory.
+ * Ownership: conf_load() returns a struct conf owned by the caller, freed
+ * with conf_free().
+ */
+#include "conf/conf.h"
+#include "common/common.h"
+
+#include <confuse.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#ifndef LOCALSTATEDIR
+#define LOCALSTATEDIR "/var"
+#endif
+#define LOCALSTATEDIR_SPOOL LOCALSTATEDIR "/spool/postern"
+#define LOCALSTATEDIR_MAILDIR LOCALSTATEDIR "/mail/postern"
+
+struct conf_errctx {
+	char *err;
+	size_t errlen;
+	bool failed;
+	cfg_t *top;  /* sections have no file or line of their own */
+};
+
+/* libconfuse has no user pointer on cfg_t error callbacks; loads are rare
+ * and single-threaded (start-up, SIGHUP), so a static is enough. */
+static struct conf_errctx *conf_err_target;
+
+static void conf_errfunc(cfg_t *cfg, const char *fmt, va_list ap)
+{
+	struct conf_errctx *ec = conf_err_target;
+	if (!ec || ec->failed)
+		return; /* keep the first error: later ones tend to be consequences */
+	char msg[512];
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	if (ec->top && (!cfg || !cfg->filename || cfg->line <= 0))
+		cfg = ec->top;
+	if (cfg && cfg->filename && cfg->line > 0)
+		snprintf(ec->err, ec->errlen, "%s:%d: %s", cfg->filename, cfg->line, msg);
+	else if (cfg && cfg->filename)
+		snprintf(ec->err, ec->errlen, "%s: %s", cfg->filename, msg);
+	else
+		snprintf(ec->err, ec->errlen, "%s", msg);
+	ec->failed = true;
+}
+
+/* ---- validation (runs during parsing, so errors have line numbers) ---- */
+
+static int valid_size(cfg_t *cfg, cfg_opt_t *opt)
+{
+	uint64_t v;
+	const char *s = cfg_opt_getnstr(opt, cfg_opt_size(opt) - 1);
+	if (str_parse_size(s, &v) < 0) {
+		cfg_error(cfg, "%s: '%s' is not a size (like 512, 64k, 50M)", opt->name, s);
+		return -1;
+	}
+	return 0;
+}
+
+static int valid_duration(cfg_t *cfg, cfg_opt_t *opt)
+{
+	uint64_t v;
+	const char *s = cfg_opt_getnstr(opt, cfg_opt_size(opt) - 1);
+	if (str_parse_duration(s, &v) < 0 || v > UINT_MAX / 1000) {
+		cfg_error(cfg, "%s: '%s' is not a duration (like 30s, 5m, 2h, 5d)", opt->name, s);
+		return -1;
+	}
+	return 0;
+}
+
+static int valid_positive(cfg_t *cfg, cfg_opt_t *opt)
+{
+	long v = cfg_opt_getnint(opt, cfg_opt_size(opt) - 1);
+	if (v <= 0 || v > INT_MAX) {
+		cfg_error(cfg, "%s: must be a positive number, not %ld", opt->name, v);
+		return -1;
+	}
+	return 0;
+}
+
+static int valid_count(cfg_t *cfg, cfg_opt_t *opt)
+{
+	long v = cfg_opt_getnint(opt, cfg_opt_size(opt) - 1);
+	if (v < 0 || v > 1024) {
+		cfg_error(cfg, "%s: must be between 0 and 1024, not %ld", opt->name, v);
+		return -1;
+	}
+	return 0;
+}
+
+static int lookup(const char *const *names, size_t n, const char *s)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcasecmp(names[i], s) == 0)
+			return (int)i;
+	return -1;
+}
+
+static const char *const mode_names[] = { "smtps", "submission", "mx" };
+static const char *const client_cert_names[] = { "none", "optional", "require" };
+static const char *const relay_tls_names[] = { "none", "starttls", "implicit" };
+static const char *const level_names[] = { "err", "warn", "info", "debug" };
+
+static int valid_enum(cfg_t *cfg, cfg_opt_t *opt, const char *const *names, size_t n)
+{
+	const char *s = cfg_opt_getnstr(opt, 0);
+	if (lookup(names, n, s) >= 0)
+		return 0;
+	char list[128] = "";
+	for (size_t i = 0; i < n; i++) {
+		strncat(list, i ? ", " : "", sizeof(list) - strlen(list) - 1);
+		strncat(list, names[i], sizeof(list) - strlen(list) - 1);
+	}
+	cfg_error(cfg, "%s: '%s' is not one of %s", opt->name, s, list);
+	return -1;
+}
+
+static int valid_mode(cfg_t *cfg, cfg_opt_t *opt)
+{
+	return valid_enum(cfg, opt, mode_names, ARRAY_LEN(mode_names));
+}
+
+static int valid_client_cert(cfg_t *cfg, cfg_opt_t *opt)
+{
+	return valid_enum(cfg, opt, client_cert_names, ARRAY_LEN(client_cert_names));
+}
+
+static int valid_relay_tls(cfg_t *cfg, cfg_opt_t *opt)
+{
+	return valid_enum(cfg, opt, relay_tls_names, ARRAY_LEN(relay_tls_names));
+}
+
+static int valid_level(cfg_t *cfg, cfg_opt_t *opt)
+{
+	return valid_enum(cfg, opt, level_names, ARRAY_LEN(level_names));
+}
+
+static int valid_address(cfg_t *cfg, cfg_opt_t *opt)
+{
+	char *host;
+	unsigned port;
+	const char *s = cfg_opt_getnstr(opt, 0);
+	if (conf_parse_address(s, &host, &port) < 0) {
+		cfg_error(cfg, "address: '%s' is not host:port (like 127.0.0.1:587 or [::1]:465)", s);
+		return -1;
+	}
+	free(host);
+	return 0;
+}
+
+static int valid_downstream(cfg_t *cfg, cfg_opt_t *opt)
+{
+	const char *s = cfg_opt_getnstr(opt, 0);
+	char *host;
+	unsigned port;
+	if (*s == '\0' || strncmp(s, "lmtp:unix:/", 11) == 0)
+		return 0;
+	const char *rest = NULL;
+	if (strncmp(s, "smtp://", 7) == 0)
+		rest = s + 7;
+	else if (strncmp(s, "lmtp://", 7) == 0)
+		rest = s + 7;
+	if (rest && conf_parse_address(rest, &host, &port) == 0) {
+		free(host);
+		return 0;
+	}
+	cfg_error(cfg, "downstream: '%s' is not smtp://host:port, lmtp://host:port or lmtp:unix:/path", s);
+	return -1;
+}
+
+static int valid_listen(cfg_t *cfg, cfg_opt_t *opt)
+{
+	cfg_t *sec = cfg_opt_getnsec(opt, cfg_opt_size(opt) - 1);
+	const char *title = cfg_title(sec);
+	const char *mode = cfg_getstr(sec, "mode");
+	if (!mode && lookup(mode_names, ARRAY_LEN(mode_names), title) < 0) {
+		cfg_error(cfg, "listen %s: the title is not a mode (smtps, submission, mx); set mode = ...", title);
+		return -1;
+	}
+	if (!cfg_getstr(sec, "address")) {
+		cfg_error(cfg, "listen %s: address is required", title);
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- schema ------------------------------------------------------------- */
+
+static cfg_opt_t listen_opts[] = {
+	CFG_STR("mode", NULL, CFGF_NODEFAULT),
+	CFG_STR("address", NULL, CFGF_NODEFAULT),
+	CFG_STR("client_cert", "none", CFGF_NONE),
+	CFG_BOOL("require_tls", cfg_true, CFGF_NONE),
+	CFG_END()
+};
+
+static cfg_opt_t log_opts[] = {
+	CFG_BOOL("syslog", cfg_false, CFGF_NONE),
+	CFG_STR("level", "info", CFGF_NONE),
+	CFG_END()
+};
+
+static cfg_opt_t tls_opts[] = {
+	CFG_STR("cert", NULL, CFGF_NODEFAULT),
+	CFG_STR("key", NULL, CFGF_NODEFAULT),
+	CFG_STR("ca", NULL, CFGF_NODEFAULT),
+	CFG_STR("ciphers", NULL, CFGF_NODEFAULT),
+	CFG_STR("handshake_timeout", "30s", CFGF_NONE),
+	CFG_END()
+};
+
+static cfg_opt_t sasl_opts[] = {
+	CFG_STR("service", "smtp", CFGF_NONE),
+	CFG_STR_LIST("mechanisms", "{PLAIN,LOGIN,SCRAM-SHA-256}", CFGF_NONE),
+	CFG_STR("sasldb", NULL, CFGF_NODEFAULT),
+	CFG_STR("config_dir", NULL, CFGF_NODEFAULT),
+	CFG_STR("fail_delay", "1s", CFGF_NONE),
+	CFG_END()
+};
+
+static cfg_opt_t limits_opts[] = {
+	CFG_STR("max_message_size", "50M", CFGF_NONE),
+	CFG_INT("max_recipients", 100, CFGF_NONE),
+	CFG_INT("max_command_line", 512, CFGF_NONE),
+	CFG_INT("max_text_line", 1000, CFGF_NONE),
+	/* RFC 5321 4.5.3.2: 5 minutes for commands, 10 for the DATA block. */
+	CFG_STR("idle_timeout", "5m", CFGF_NONE),
+	CFG_STR("data_timeout", "10m", CFGF_NONE),
+	CFG_INT("max_errors", 10, CFGF_NONE),
+	CFG_INT("max_connections", 20000, CFGF_NONE),
+	CFG_END()
+};
+
+static cfg_opt_t policy_opts[] = {
+	CFG_STR_LIST("local_domains", "{}", CFGF_NONE),
+	CFG_END()
+};
+
+static cfg_opt_t spool_opts[] = {
+	CFG_STR("directory", LOCALSTATEDIR_SPOOL, CFGF_NONE),
+	CFG_END()
+};
+
+static cfg_opt_t relay_opts[] = {
+	CFG_STR("downstream", "", CFGF_NONE),
+	CFG_STR("maildir", LOCALSTATEDIR_MAILDIR, CFGF_NONE),
+	CFG_STR("tls", "none", CFGF_NONE),
+	CFG_BOOL("tls_verify", cfg_false, CFGF_NONE),
+	CFG_STR("tls_ca", NULL, CFGF_NODEFAULT),
+	CFG_INT("workers", 4, CFGF_NONE),
+	CFG_STR("retry_min", "1m", CFGF_NONE),
+	CFG_STR("retry_max", "1h", CFGF_NONE),
+	CFG_STR("max_queue_time", "5d", CFGF_NONE),
+	CFG_STR("timeout", "5m", CFGF_NONE),
+	CFG_END()
+};
+
+static cfg_opt_t top_opts[] = {
+	CFG_STR("hostname", NULL, CFGF_NODEFAULT),
+	CFG_INT("loops", 0, CFGF_NONE),
+	CFG_STR("user", NULL, CFGF_NODEFAULT),
+	CFG_SEC("log", log_opts, CFGF_NONE),
+	CFG_SEC("listen", listen_opts, CFGF_MULTI | CFGF_TITLE),
+	CFG_SEC("tls", tls_opts, CFGF_NONE),
+	CFG_SEC("sasl", sasl_opts, CFGF_NONE),
+	CFG_SEC("limits", limits_opts, CFGF_NONE),
+	CFG_SEC("policy", policy_opts, CFGF_NONE),
+	CFG_SEC("spool", spool_opts, CFGF_NONE),
+	CFG_SEC("relay", relay_opts, CFGF_NONE),
+	CFG_END()
+};
+
+static void conf_set_validators(cfg_t *cfg)
+{
+	static const char *const sizes[] = { "limits|max_message_size" };
+	static const char *const durations[] = {
+		"tls|handshake_timeout", "sasl|fail_delay", "limits|idle_timeout",
+		"limits|data_timeout", "relay|retry_min", "relay|retry_max",
+		"relay|max_queue_time", "relay|timeout",
+	};
+	static const char *const positives[] = {
+		"limits|max_recipients", "limits|max_command_line", "limits|max_text_line",
+		"limits|max_errors", "limits|max_connections", "relay|workers",
+	};
+	for (size_t i = 0; i < ARRAY_LEN(sizes); i++)
+		cfg_set_validate_func(cfg, sizes[i], valid_size);
+	for (size_t i = 0; i < ARRAY_LEN(durations); i++)
+		cfg_set_validate_func(cfg, durations[i], valid_duration);
+	for (size_t i = 0; i < ARRAY_LEN(positives); i++)
+		cfg_set_validate_func(cfg, positives[i], valid_positive);
+	cfg_set_validate_func(cfg, "loops", valid_count);
+	cfg_set_validate_func(cfg, "listen", valid_listen);
+	cfg_set_validate_func(cfg, "listen|mode", valid_mode);
+	cfg_set_validate_func(cfg, "listen|address", valid_address);
+	cfg_set_validate_func(cfg, "listen|client_cert", valid_client_cert);
+	cfg_set_validate_func(cfg, "log|level", valid_level);
+	cfg_set_validate_func(cfg, "relay|tls", valid_relay_tls);
+	cfg_set_validate_func(cfg, "relay|downstream", valid_downstream);
+}
+
+/* ---- filling struct conf ----------------------------------------------- */
+
+int conf_parse_address(const char *addr, char **host, unsigned *port)
+{
+	const char *colon;
+	const char *h = addr;
+	size_t hlen;
+	if (*addr == '[') {
+		const char *close = strchr(addr, ']');
+		if (!close || close[1] != ':')
+			return -1;
+		h = addr + 1;
+		hlen = (size_t)(close - h);
+		colon = close + 1;
+	} else {
+		colon = strrchr(addr, ':');
+		if (!colon)
+			return -1;
+		hlen = (size_t)(colon - addr);
+	}
+	char *end;
+	errno = 0;
+	unsigned long p = strtoul(colon + 1, &end, 10);
+	if (hlen == 0 || colon[1] == '\0' || *end != '\0' || errno || p == 0 || p > 65535)
+		return -1;
+	*host = str_ndup(h, hlen);
+	*port = (unsigned)p;
+	return 0;
+}
+
+static char *conf_dir_of(const char *path)
+{
+	const char *slash = path ? strrchr(path, '/') : NULL;
+	if (!slash)
+		return str_dup(".");
+	if (slash == path)
+		return str_dup("/");
+	return str_ndup(path, (size_t)(slash - path));
+}
+
+/* Paths in the file are relative to the file, so a demo directory works
+ * wherever it is. */
+static char *conf_path(const char *dir, const char *value)
+{
+	if (!value || !*value)
+		return NULL;
+	if (value[0] == '/' || !dir)
+		return str_dup(value);
+	return str_printf("%s/%s", dir, value);
+}
+
+static unsigned conf_seconds(cfg_t *sec, const char *name)
+{
+	uint64_t v = 0;
+	(void)str_parse_duration(cfg_getstr(sec, name), &v);
+	return (unsigned)v;
+}
+
+static void conf_fill_listens(struct conf *c, cfg_t *cfg)
+{
+	c->nlistens = cfg_size(cfg, "listen");
+	c->listens = xcalloc(c->nlistens ? c->nlistens : 1, sizeof(*c->listens));
+	for (size_t i = 0; i < c->nlistens; i++) {
+		cfg_t *sec = cfg_getnsec(cfg, "listen", (unsigned)i);
+		struct conf_listen *l = &c->listens[i];
+		const char *mode = cfg_getstr(sec, "mode");
+		if (!mode)
+			mode = cfg_title(sec);
+		l->mode = (enum conf_listen_mode)lookup(mode_names, ARRAY_LEN(mode_names), mode);
+		l->name = str_dup(cfg_title(sec));
+		l->address = str_dup(cfg_getstr(sec, "address"));
+		(void)conf_parse_address(l->address, &l->host, &l->port);
+		l->client_cert = (enum conf_client_cert)lookup(client_cert_names,
+			ARRAY_LEN(client_cert_names), cfg_getstr(sec, "client_cert"));
+		l->require_auth = l->mode != CONF_MODE_MX;
+		l->require_tls = cfg_getbool(sec, "require_tls");
+	}
+}
+
+static void conf_fill(struct conf *c, cfg_t *cfg, const char *dir)
+{
+	char host[256] = "localhost";
+	const char *hn = cfg_getstr(cfg, "hostname");
+	if (!hn) {
+		gethostname(host, sizeof(host) - 1);
+		hn = host;
+	}
+	c->hostname = str_dup(hn);
+	c->loops = (unsigned)cfg_getint(cfg, "loops");
+	c->user = str_dup(cfg_getstr(cfg, "user"));
+
+	cfg_t *log = cfg_getsec(cfg, "log");
+	c->log_syslog = cfg_getbool(log, "syslog");
+	c->log_level = lookup(level_names, ARRAY_LEN(level_names), cfg_getstr(log, "level"));
+
+	conf_fill_listens(c, cfg);
+
+	cfg_t *tls = cfg_getsec(cfg, "tls");
+	c->tls_cert = conf_path(dir, cfg_getstr(tls, "cert"));
+	c->tls_key = conf_path(dir, cfg_getstr(tls, "key"));
+	c->tls_ca = conf_path(dir, cfg_getstr(tls, "ca"));
+	c->tls_ciphers = str_dup(cfg_getstr(tls, "ciphers"));
+	c->tls_handshake_timeout = conf_seconds(tls, "handshake_timeout");
+
+	cfg_t *sasl = cfg_getsec(cfg, "sasl");
+	c->sasl_service = str_dup(cfg_getstr(sasl, "service"));
+	struct buf mechs;
+	buf_init(&mechs);
+	for (unsigned i = 0; i < cfg_size(sasl, "mechanisms"); i++)
+		buf_printf(&mechs, "%s%s", i ? " " : "", cfg_getnstr(sasl, "mechanisms", i));
+	c->sasl_mechanisms = mechs.data ? mechs.data : str_dup("");
+	c->sasl_sasldb = conf_path(dir, cfg_getstr(sasl, "sasldb"));
+	c->sasl_config_dir = conf_path(dir, cfg_getstr(sasl, "config_dir"));
+	uint64_t ms = 0;
+	(void)str_parse_duration(cfg_getstr(sasl, "fail_delay"), &ms);
+	c->auth_fail_delay_ms = (unsigned)(ms * 1000);
+
+	cfg_t *lim = cfg_getsec(cfg, "limits");
+	(void)str_parse_size(cfg_getstr(lim, "max_message_size"), &c->max_message_size);
+	c->max_recipients = (unsigned)cfg_getint(lim, "max_recipients");
+	c->max_command_line = (unsigned)cfg_getint(lim, "max_command_line");
+	c->max_text_line = (unsigned)cfg_getint(lim, "max_text_line");
+	c->idle_timeout = conf_seconds(lim, "idle_timeout");
+	c->data_timeout = conf_seconds(lim, "data_timeout");
+	c->max_errors = (unsigned)cfg_getint(lim, "max_errors");
+	c->max_connections = (unsigned)cfg_getint(lim, "max_connections");
+
+	cfg_t *pol = cfg_getsec(cfg, "policy");
+	c->nlocal_domains = cfg_size(pol, "local_domains");
+	c->local_domains = xcalloc(c->nlocal_domains + 1, sizeof(char *));
+	for (size_t i = 0; i < c->nlocal_domains; i++)
+		c->local_domains[i] = str_dup(cfg_getnstr(pol, "local_domains", (unsigned)i));
+
+	c->spool_dir = conf_path(dir, cfg_getstr(cfg_getsec(cfg, "spool"), "directory"));
+
+	cfg_t *rel = cfg_getsec(cfg, "relay");
+	const char *ds = cfg_getstr(rel, "downstream");
+	c->relay_downstream = *ds ? str_dup(ds) : NULL;
+	c->relay_maildir = conf_path(dir, cfg_getstr(rel, "maildir"));
+	c->relay_tls = (enum conf_relay_tls)lookup(relay_tls_names, ARRAY_LEN(relay_tls_names),
+	                                           cfg_getstr(rel, "tls"));
+	c->relay_tls_verify = cfg_getbool(rel, "tls_verify");
+	c->relay_tls_ca = conf_path(dir, cfg_getstr(rel, "tls_ca"));
+	c->relay_workers = (unsigned)cfg_getint(rel, "workers");
+	c->relay_retry_min = conf_seconds(rel, "retry_min");
+	c->relay_retry_max = conf_seconds(rel, "retry_max");
+	c->relay_max_queue_time = conf_seconds(rel, "max_queue_time");
+	c->relay_timeout = conf_seconds(rel, "timeout");
+}
+
+/* Checks that need the whole file; no single line to blame. */
+static int conf_check(const struct conf *c, char *err, size_t errlen)
+{
+	if (c->nlistens == 0) {
+		snprintf(err, errlen, "%s: no listen section: Postern would accept nothing", c->path);
+		return -1;
+	}
+	if (!c->tls_cert || !c->tls_key) {
+		snprintf(err, errlen, "%s: tls { cert key } are required: Postern accepts mail only over TLS", c->path);
+		return -1;
+	}
+	for (size_t i = 0; i < c->nlistens; i++) {
+		if (c->listens[i].mode == CONF_MODE_MX && c->nlocal_domains == 0) {
+			snprintf(err, errlen, "%s: listen %s: an mx listener needs policy { local_domains }",
+			         c->path, c->listens[i].name);
+			return -1;
+		}
+		if (c->listens[i].client_cert != CONF_CLIENT_CERT_NONE && !c->tls_ca) {
+			snprintf(err, errlen, "%s: listen %s: client_cert needs tls { ca }",
+			         c->path, c->listens[i].name);
+			return -1;
+		}
+	}
+	if (c->relay_retry_min == 0 || c->relay_retry_max < c->relay_retry_min) {
+		snprintf(err, errlen, "%s: relay: retry_min must be > 0 and <= retry_max", c->path);
+		return -1;
+	}
+	return 0;
+}
+
+struct conf *conf_load(const char *path, char *err, size_t errlen)
+{
+	struct conf_errctx ec = { err, errlen, false, NULL };
+	snprintf(err, errlen, "unknown configuration error");
+	cfg_t *cfg = cfg_init(top_opts, CFGF_NONE);
+	if (!cfg) {
+		snprintf(err, errlen, "cannot initialise the configuration parser");
+		return NULL;
+	}
+	ec.top = cfg;
+	conf_err_target = &ec;
+	cfg_set_error_function(cfg, conf_errfunc);
+	conf_set_validators(cfg);
+
+	int rc = path ? cfg_parse(cfg, path) : CFG_SUCCESS;
+	conf_err_target = NULL;
+	if (rc == CFG_FILE_ERROR) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno ? errno : ENOENT));
+		cfg_free(cfg);
+		return NULL;
+	}
+	if (rc != CFG_SUCCESS || ec.failed) {
+		if (!ec.failed)
+			snprintf(err, errlen, "%s: syntax error", path);
+		cfg_free(cfg);
+		return NULL;
+	}
+
+	struct conf *c = xcalloc(1, sizeof(*c));
+	c->path = str_dup(path ? path : "(defaults)");
+	char *dir = path ? conf_dir_of(path) : NULL;
+	conf_fill(c, cfg, dir);
+	free(dir);
+	cfg_free(cfg);
+	if (conf_check(c, err, errlen) < 0) {
+		conf_free(c);
+		return NULL;
+	}
+	return c;
+}
+
+void conf_free(struct conf *c)
+{
+	if (!c)
+		return;
+	for (size_t i = 0; i < c->nlistens; i++) {
+		free(c->listens[i].name);
+		free(c->listens[i].address);
+		free(c->listens[i].host);
+	}
+	free(c->listens);
+	for (size_t i = 0; i < c->nlocal_domains; i++)
+		free(c->local_domains[i]);
+	free(c->local_domains);
+	char **strs[] = {
+		&c->path, &c->hostname, &c->user, &c->tls_cert, &c->tls_key, &c->tls_ca,
+		&c->tls_ciphers, &c->sasl_service, &c->sasl_mechanisms, &c->sasl_sasldb,
+		&c->sasl_config_dir, &c->spool_dir, &c->relay_downstream, &c->relay_maildir,
+		&c->relay_tls_ca,
+	};
+	for (size_t i = 0; i < ARRAY_LEN(strs); i++)
+		free(*strs[i]);
+	free(c);
+}
+
+const char *conf_mode_name(enum conf_listen_mode mode)
+{
+	return mode_names[mode];
+}

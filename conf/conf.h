@@ -1,0 +1,93 @@
+/*
+ * conf.h - the configuration, read with libconfuse (the only user of it).
+ *
+ * conf_load() fills a struct conf from a file, or from the embedded
+ * defaults when path is NULL; every error names file:line and the reason.
+ * Ownership: the struct conf belongs to the caller, freed by conf_free();
+ * all strings in it are owned by it.
+ */
+#ifndef POSTERN_CONF_H
+#define POSTERN_CONF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum conf_listen_mode { CONF_MODE_SMTPS, CONF_MODE_SUBMISSION, CONF_MODE_MX };
+enum conf_client_cert { CONF_CLIENT_CERT_NONE, CONF_CLIENT_CERT_OPTIONAL, CONF_CLIENT_CERT_REQUIRE };
+enum conf_relay_tls { CONF_RELAY_TLS_NONE, CONF_RELAY_TLS_STARTTLS, CONF_RELAY_TLS_IMPLICIT };
+
+struct conf_listen {
+	enum conf_listen_mode mode;
+	char *name;            /* "smtps", "submission", "mx", or the title */
+	char *address;         /* "127.0.0.1:465", "[::1]:587" */
+	char *host;            /* parsed from address */
+	unsigned port;
+	enum conf_client_cert client_cert;
+	bool require_auth;     /* smtps/submission: yes; mx: no */
+	bool require_tls;      /* refuse MAIL before TLS (default yes) */
+};
+
+struct conf {
+	char *path;            /* the file read, or "(defaults)" */
+	char *hostname;
+	unsigned loops;        /* 0: one per core */
+	char *user;            /* drop privileges to this user, or NULL */
+	bool log_syslog;
+	int log_level;         /* enum log_level */
+
+	struct conf_listen *listens;
+	size_t nlistens;
+
+	/* tls */
+	char *tls_cert;
+	char *tls_key;
+	char *tls_ca;
+	char *tls_ciphers;
+	unsigned tls_handshake_timeout;
+
+	/* sasl */
+	char *sasl_service;
+	char *sasl_mechanisms;  /* space separated */
+	char *sasl_sasldb;
+	char *sasl_config_dir;
+	unsigned auth_fail_delay_ms;
+
+	/* limits */
+	uint64_t max_message_size;
+	unsigned max_recipients;
+	unsigned max_command_line;
+	unsigned max_text_line;
+	unsigned idle_timeout;
+	unsigned data_timeout;
+	unsigned max_errors;
+	unsigned max_connections;
+
+	/* policy */
+	char **local_domains;
+	size_t nlocal_domains;
+
+	/* spool and relay */
+	char *spool_dir;
+	char *relay_downstream;  /* NULL: Maildir */
+	char *relay_maildir;
+	enum conf_relay_tls relay_tls;
+	bool relay_tls_verify;
+	char *relay_tls_ca;
+	unsigned relay_workers;
+	unsigned relay_retry_min;
+	unsigned relay_retry_max;
+	unsigned relay_max_queue_time;
+	unsigned relay_timeout;
+};
+
+/* Reads path (NULL: defaults only). Returns NULL and writes "file:line:
+ * reason" (or "file: reason") into err on any error. */
+struct conf *conf_load(const char *path, char *err, size_t errlen);
+void conf_free(struct conf *c);
+const char *conf_mode_name(enum conf_listen_mode mode);
+
+/* Splits "host:port" / "[v6]:port" into host and port. 0 or -1. */
+int conf_parse_address(const char *addr, char **host, unsigned *port);
+
+#endif

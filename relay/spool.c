@@ -1,0 +1,329 @@
+/*
+ * spool.c - the writing side of the spool: messages stream into tmp/<qid>
+ * and are committed into queue/<qid> by one commit thread that batches
+ * the fsyncs of every transaction waiting at that moment (group commit):
+ * start write-back of all files, fdatasync each (the first journal commit
+ * usually carries the others), rename all, fsync queue/ once. Only then
+ * does each owner's loop hear "done", and only then may it answer 250.
+ *
+ * Ownership: relay_spool_open() returns a spool owned by the caller, freed
+ * by relay_spool_close() (which finishes pending commits first). A
+ * relay_spool_file belongs to its creator until relay_spool_commit() or
+ * relay_spool_abort() takes it.
+ */
+#include "relay/relay.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct relay_spool_file {
+	struct relay_spool *sp;
+	int fd;
+	char qid[ID_LEN + 1];
+	uint64_t size;        /* message bytes, envelope excluded */
+	/* commit request */
+	uv_loop_t *loop;
+	uv_async_t *wake;
+	relay_commit_cb done;
+	void *arg;
+	int status;
+	struct relay_spool_file *next;
+};
+
+struct relay_spool {
+	char *dir;
+	char *tmp_dir;
+	char *queue_dir;
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct relay_spool_file *pending;  /* waiting for the commit thread */
+	struct relay_spool_file **pending_tail;
+	struct relay_spool_file *finished; /* waiting for their loop */
+	bool stopping;
+};
+
+static void spool_path(char *out, size_t len, const char *dir, const char *qid)
+{
+	snprintf(out, len, "%s/%s", dir, qid);
+}
+
+/* Files in tmp/ were never acknowledged: the client got no 250 and will
+ * send again, so they can go. */
+static void spool_clean_tmp(const char *tmp_dir)
+{
+	DIR *d = opendir(tmp_dir);
+	if (!d)
+		return;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		if (e->d_name[0] == '.')
+			continue;
+		char path[4096];
+		snprintf(path, sizeof(path), "%s/%s", tmp_dir, e->d_name);
+		if (unlink(path) == 0)
+			log_info("event=spool_clean file=%s reason=unacknowledged", path);
+	}
+	closedir(d);
+}
+
+/* Commits one batch; called without the lock. */
+static void spool_commit_batch(struct relay_spool *sp, struct relay_spool_file *batch)
+{
+	for (struct relay_spool_file *f = batch; f; f = f->next)
+		(void)sync_file_range(f->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+	for (struct relay_spool_file *f = batch; f; f = f->next) {
+		if (fdatasync(f->fd) < 0)
+			f->status = -errno;
+	}
+	bool renamed = false;
+	for (struct relay_spool_file *f = batch; f; f = f->next) {
+		char from[4096], to[4096];
+		spool_path(from, sizeof(from), sp->tmp_dir, f->qid);
+		spool_path(to, sizeof(to), sp->queue_dir, f->qid);
+		if (f->status == 0 && rename(from, to) < 0)
+			f->status = -errno;
+		if (f->status == 0)
+			renamed = true;
+		else
+			unlink(from);
+	}
+	int rc = renamed ? file_sync_dir(sp->queue_dir) : 0;
+	for (struct relay_spool_file *f = batch; f; f = f->next) {
+		if (f->status == 0 && rc < 0) {
+			/* The rename may not survive a crash: do not claim it did. The
+			 * file stays in queue/ and will be delivered; the client's retry
+			 * may duplicate it, which is better than a loss. */
+			f->status = rc;
+		}
+		close(f->fd);
+		f->fd = -1;
+	}
+}
+
+static void *spool_thread(void *arg)
+{
+	struct relay_spool *sp = arg;
+	pthread_mutex_lock(&sp->mu);
+	for (;;) {
+		while (!sp->pending && !sp->stopping)
+			pthread_cond_wait(&sp->cv, &sp->mu);
+		if (!sp->pending && sp->stopping)
+			break;
+		struct relay_spool_file *batch = sp->pending;
+		sp->pending = NULL;
+		sp->pending_tail = &sp->pending;
+		pthread_mutex_unlock(&sp->mu);
+
+		spool_commit_batch(sp, batch);
+
+		pthread_mutex_lock(&sp->mu);
+		struct relay_spool_file *next;
+		for (struct relay_spool_file *f = batch; f; f = next) {
+			next = f->next;
+			f->next = sp->finished;
+			sp->finished = f;
+		}
+		/* Wake each loop once even when it has several commits. */
+		for (struct relay_spool_file *f = batch; f; f = f->next)
+			uv_async_send(f->wake);
+	}
+	pthread_mutex_unlock(&sp->mu);
+	return NULL;
+}
+
+struct relay_spool *relay_spool_open(const char *dir, char *err, size_t errlen)
+{
+	struct relay_spool *sp = xcalloc(1, sizeof(*sp));
+	sp->dir = str_dup(dir);
+	sp->tmp_dir = str_printf("%s/tmp", dir);
+	sp->queue_dir = str_printf("%s/queue", dir);
+	char *state_dir = str_printf("%s/state", dir);
+	int rc = 0;
+	const char *dirs[] = { sp->tmp_dir, sp->queue_dir, state_dir };
+	for (size_t i = 0; i < ARRAY_LEN(dirs) && rc == 0; i++) {
+		rc = file_mkdirs(dirs[i], 0700);
+		if (rc < 0)
+			snprintf(err, errlen, "spool: cannot create %s: %s", dirs[i], strerror(-rc));
+	}
+	free(state_dir);
+	if (rc < 0)
+		goto fail;
+	spool_clean_tmp(sp->tmp_dir);
+	pthread_mutex_init(&sp->mu, NULL);
+	pthread_cond_init(&sp->cv, NULL);
+	sp->pending_tail = &sp->pending;
+	if (pthread_create(&sp->thread, NULL, spool_thread, sp) != 0) {
+		snprintf(err, errlen, "spool: cannot start the commit thread");
+		pthread_mutex_destroy(&sp->mu);
+		pthread_cond_destroy(&sp->cv);
+		goto fail;
+	}
+	return sp;
+fail:
+	free(sp->dir);
+	free(sp->tmp_dir);
+	free(sp->queue_dir);
+	free(sp);
+	return NULL;
+}
+
+void relay_spool_close(struct relay_spool *sp)
+{
+	if (!sp)
+		return;
+	pthread_mutex_lock(&sp->mu);
+	sp->stopping = true;
+	pthread_cond_signal(&sp->cv);
+	pthread_mutex_unlock(&sp->mu);
+	pthread_join(sp->thread, NULL);
+	/* Commits nobody drained: their loops are gone; the files are safe. */
+	struct relay_spool_file *next;
+	for (struct relay_spool_file *f = sp->finished; f; f = next) {
+		next = f->next;
+		free(f);
+	}
+	pthread_mutex_destroy(&sp->mu);
+	pthread_cond_destroy(&sp->cv);
+	free(sp->dir);
+	free(sp->tmp_dir);
+	free(sp->queue_dir);
+	free(sp);
+}
+
+const char *relay_spool_dir(const struct relay_spool *sp)
+{
+	return sp->dir;
+}
+
+static void spool_envelope(struct buf *b, const struct relay_envelope *env,
+                           const char *const *extra_kv, size_t nextra)
+{
+	buf_printf(b, "POSTERN-QUEUE 1\nqid %s\ntime %lld\nfrom %s\n", env->qid,
+	           (long long)env->time, env->from ? env->from : "");
+	for (size_t i = 0; i < env->nrcpts; i++)
+		buf_printf(b, "rcpt %s\n", env->rcpts[i]);
+	if (env->ret)
+		buf_printf(b, "ret %s\n", env->ret);
+	if (env->envid)
+		buf_printf(b, "envid %s\n", env->envid);
+	if (env->smtputf8)
+		buf_puts(b, "smtputf8 yes\n");
+	if (env->eightbit)
+		buf_puts(b, "body 8bitmime\n");
+	for (size_t i = 0; i + 1 < nextra * 2; i += 2) {
+		if (!extra_kv[i + 1])
+			continue;
+		buf_printf(b, "%s ", extra_kv[i]);
+		/* A value must stay on its line whatever a client sent. */
+		for (const char *p = extra_kv[i + 1]; *p; p++)
+			buf_append(b, (*p == '\n' || *p == '\r') ? "?" : p, 1);
+		buf_puts(b, "\n");
+	}
+	buf_puts(b, "\n");
+}
+
+struct relay_spool_file *relay_spool_create(struct relay_spool *sp,
+                                            const struct relay_envelope *env,
+                                            const char *const *extra_kv, size_t nextra)
+{
+	char path[4096];
+	spool_path(path, sizeof(path), sp->tmp_dir, env->qid);
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return NULL;
+	struct buf b;
+	buf_init(&b);
+	spool_envelope(&b, env, extra_kv, nextra);
+	int rc = file_write_all(fd, b.data, b.len);
+	buf_free(&b);
+	if (rc < 0) {
+		close(fd);
+		unlink(path);
+		errno = -rc;
+		return NULL;
+	}
+	struct relay_spool_file *f = xcalloc(1, sizeof(*f));
+	f->sp = sp;
+	f->fd = fd;
+	memcpy(f->qid, env->qid, sizeof(f->qid));
+	return f;
+}
+
+int relay_spool_write(struct relay_spool_file *f, const void *data, size_t len)
+{
+	int rc = file_write_all(f->fd, data, len);
+	if (rc == 0)
+		f->size += len;
+	return rc;
+}
+
+uint64_t relay_spool_size(const struct relay_spool_file *f)
+{
+	return f->size;
+}
+
+void relay_spool_abort(struct relay_spool_file *f)
+{
+	if (!f)
+		return;
+	char path[4096];
+	spool_path(path, sizeof(path), f->sp->tmp_dir, f->qid);
+	close(f->fd);
+	unlink(path);
+	free(f);
+}
+
+void relay_spool_commit(struct relay_spool_file *f, uv_loop_t *loop, uv_async_t *wake,
+                        relay_commit_cb done, void *arg)
+{
+	struct relay_spool *sp = f->sp;
+	f->loop = loop;
+	f->wake = wake;
+	f->done = done;
+	f->arg = arg;
+	f->status = 0;
+	f->next = NULL;
+	pthread_mutex_lock(&sp->mu);
+	*sp->pending_tail = f;
+	sp->pending_tail = &f->next;
+	pthread_cond_signal(&sp->cv);
+	pthread_mutex_unlock(&sp->mu);
+}
+
+void relay_spool_drain(struct relay_spool *sp, uv_loop_t *loop)
+{
+	struct relay_spool_file *mine = NULL, **link;
+	pthread_mutex_lock(&sp->mu);
+	link = &sp->finished;
+	while (*link) {
+		struct relay_spool_file *f = *link;
+		if (f->loop == loop) {
+			*link = f->next;
+			f->next = mine;
+			mine = f;
+		} else {
+			link = &f->next;
+		}
+	}
+	pthread_mutex_unlock(&sp->mu);
+	struct relay_spool_file *next;
+	for (struct relay_spool_file *f = mine; f; f = next) {
+		next = f->next;
+		f->done(f->status, f->arg);
+		free(f);
+	}
+}
+
+struct relay *relay_start(const struct relay_conf *conf, struct relay_spool *sp,
+                          char *err, size_t errlen)
+{
+	return relay_start_dir(conf, sp->dir, err, errlen);
+}

@@ -1,0 +1,343 @@
+/*
+ * daemon.c - the process: builds listeners and TLS contexts, opens the
+ * spool, starts the relay and one event loop per worker thread, and stops
+ * them all gracefully on SIGTERM/SIGINT.
+ *
+ * Ownership: daemon_new() returns a daemon owned by the caller; it owns
+ * the conf it was given and frees it in daemon_free().
+ */
+#include "config.h"
+#include "server/daemon.h"
+#include "server/session.h"
+#include "auth/auth.h"
+#include "certs/certs.h"
+
+#include <errno.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* A graceful stop waits this long for messages in flight. */
+#define STOP_GRACE_MS 20000
+#define STOP_POLL_MS 100
+
+/* ---- session table -------------------------------------------------------- */
+
+void worker_add_session(struct worker *w, struct session *s)
+{
+	struct session **head = &w->buckets[s->id % WORKER_BUCKETS];
+	s->hnext = *head;
+	*head = s;
+	w->nsessions++;
+}
+
+void worker_remove_session(struct worker *w, struct session *s)
+{
+	for (struct session **p = &w->buckets[s->id % WORKER_BUCKETS]; *p; p = &(*p)->hnext) {
+		if (*p == s) {
+			*p = s->hnext;
+			w->nsessions--;
+			return;
+		}
+	}
+}
+
+struct session *worker_find_session(struct worker *w, uint64_t sid)
+{
+	for (struct session *s = w->buckets[sid % WORKER_BUCKETS]; s; s = s->hnext)
+		if (s->id == sid)
+			return s;
+	return NULL;
+}
+
+/* ---- set-up ------------------------------------------------------------------ */
+
+static enum certs_client_verify daemon_verify_mode(enum conf_client_cert cc)
+{
+	switch (cc) {
+	case CONF_CLIENT_CERT_OPTIONAL: return CERTS_CLIENT_OPTIONAL;
+	case CONF_CLIENT_CERT_REQUIRE: return CERTS_CLIENT_REQUIRE;
+	default: return CERTS_CLIENT_NONE;
+	}
+}
+
+static int daemon_listeners(struct daemon *d, bool bind, char *err, size_t errlen)
+{
+	const struct conf *c = d->conf;
+	d->nlisteners = c->nlistens;
+	d->listeners = xcalloc(c->nlistens, sizeof(*d->listeners));
+	for (size_t i = 0; i < c->nlistens; i++) {
+		struct listener *l = &d->listeners[i];
+		l->conf = &c->listens[i];
+		struct certs_server_conf sc = {
+			.cert_file = c->tls_cert, .key_file = c->tls_key, .ca_file = c->tls_ca,
+			.ciphers = c->tls_ciphers, .client_verify = daemon_verify_mode(l->conf->client_cert),
+		};
+		char why[512];
+		l->ssl_ctx = certs_server_ctx(&sc, why, sizeof(why));
+		if (!l->ssl_ctx) {
+			snprintf(err, errlen, "%s: tls: %s", c->path, why);
+			return -1;
+		}
+		l->policy = (struct policy_conf){
+			.require_auth = l->conf->require_auth,
+			.require_tls = l->conf->require_tls,
+			.local_only = l->conf->mode == CONF_MODE_MX,
+			.max_recipients = c->max_recipients,
+			.local_domains = (const char *const *)c->local_domains,
+			.nlocal_domains = c->nlocal_domains,
+		};
+		if (bind && listener_bind(l, d->nworkers, err, errlen) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int daemon_auth(struct daemon *d, char *err, size_t errlen)
+{
+	const struct conf *c = d->conf;
+	struct auth_conf ac = {
+		.service = c->sasl_service, .app_name = "postern", .config_dir = c->sasl_config_dir,
+		.sasldb = c->sasl_sasldb, .mech_list = c->sasl_mechanisms,
+	};
+	if (auth_init(&ac, err, errlen) < 0)
+		return -1;
+	/* What EHLO offers after TLS: ask Cyrus once, with TLS-level strength. */
+	struct auth_session *probe = auth_session_new(c->hostname, NULL, NULL, 256, NULL);
+	d->auth_mechs = str_dup(probe ? auth_mechanisms(probe) : "");
+	auth_session_free(probe);
+	return 0;
+}
+
+struct daemon *daemon_new(struct conf *conf, bool check_only, char *err, size_t errlen)
+{
+	struct daemon *d = xcalloc(1, sizeof(*d));
+	d->conf = conf;
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	d->nworkers = conf->loops ? conf->loops : (unsigned)(ncpu > 0 ? ncpu : 1);
+	if (daemon_listeners(d, !check_only, err, errlen) < 0 || daemon_auth(d, err, errlen) < 0)
+		goto fail;
+	return d;
+fail:
+	daemon_free(d);
+	return NULL;
+}
+
+int daemon_drop_privileges(struct daemon *d, char *err, size_t errlen)
+{
+	const char *user = d->conf->user;
+	if (getuid() != 0 && geteuid() != 0)
+		return 0;
+	if (!user) {
+		snprintf(err, errlen, "%s: running as root: set user = \"...\" to an unprivileged account",
+		         d->conf->path);
+		return -1;
+	}
+	struct passwd *pw = getpwnam(user);
+	if (!pw) {
+		snprintf(err, errlen, "%s: user %s: no such user", d->conf->path, user);
+		return -1;
+	}
+	if (initgroups(pw->pw_name, pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 ||
+	    setuid(pw->pw_uid) < 0) {
+		snprintf(err, errlen, "cannot become user %s: %s", user, strerror(errno));
+		return -1;
+	}
+	if (setuid(0) == 0) {
+		snprintf(err, errlen, "could regain root after dropping to %s", user);
+		return -1;
+	}
+	log_info("event=privileges user=%s uid=%u", user, (unsigned)pw->pw_uid);
+	return 0;
+}
+
+/* ---- workers ------------------------------------------------------------------- */
+
+static void worker_close_handle(uv_handle_t *h)
+{
+	if (!uv_is_closing(h))
+		uv_close(h, NULL);
+}
+
+static void worker_stop_poll(uv_timer_t *t)
+{
+	struct worker *w = t->data;
+	if (w->nsessions > 0 && uv_now(&w->loop) < w->stop_deadline)
+		return;
+	/* Past the grace period: whatever is still open is cut off. Messages
+	 * not yet acknowledged are lost to us but not to the client, which
+	 * got no 250 and will try again. */
+	for (size_t i = 0; i < WORKER_BUCKETS; i++)
+		while (w->buckets[i])
+			session_close(w->buckets[i], false);
+	uv_timer_stop(t);
+	worker_close_handle((uv_handle_t *)t);
+	worker_close_handle((uv_handle_t *)&w->stop_async);
+	worker_close_handle((uv_handle_t *)&w->commit_async);
+}
+
+static void worker_stop(uv_async_t *a)
+{
+	struct worker *w = a->data;
+	if (w->stopping)
+		return;
+	w->stopping = true;
+	for (size_t i = 0; i < w->d->nlisteners; i++)
+		worker_close_handle((uv_handle_t *)&w->servers[i]);
+	for (size_t i = 0; i < WORKER_BUCKETS; i++) {
+		struct session *next;
+		for (struct session *s = w->buckets[i]; s; s = next) {
+			next = s->hnext;
+			session_shutdown(s);
+		}
+	}
+	w->stop_deadline = uv_now(&w->loop) + STOP_GRACE_MS;
+	uv_timer_start(&w->stop_timer, worker_stop_poll, 0, STOP_POLL_MS);
+}
+
+static void worker_main(void *arg)
+{
+	struct worker *w = arg;
+	uv_run(&w->loop, UV_RUN_DEFAULT);
+}
+
+static int worker_init(struct daemon *d, struct worker *w, unsigned index)
+{
+	w->d = d;
+	w->index = index;
+	uv_loop_init(&w->loop);
+	w->loop.data = w;
+	uv_async_init(&w->loop, &w->stop_async, worker_stop);
+	uv_async_init(&w->loop, &w->commit_async, worker_commit_done);
+	uv_timer_init(&w->loop, &w->stop_timer);
+	w->stop_async.data = w;
+	w->commit_async.data = w;
+	w->stop_timer.data = w;
+	w->servers = xcalloc(d->nlisteners, sizeof(uv_tcp_t));
+	for (size_t i = 0; i < d->nlisteners; i++)
+		if (listener_start(w, i) < 0)
+			return -1;
+	return 0;
+}
+
+static void worker_fini(struct worker *w)
+{
+	uv_run(&w->loop, UV_RUN_DEFAULT); /* close callbacks */
+	if (uv_loop_close(&w->loop) != 0)
+		log_warn("event=loop_busy worker=%u", w->index);
+	free(w->servers);
+}
+
+/* ---- main loop: signals ------------------------------------------------------- */
+
+static void daemon_signal(uv_signal_t *sig, int signum)
+{
+	struct daemon *d = sig->data;
+	if (signum == SIGHUP) {
+		log_info("event=sighup note=\"reload is not supported yet; restart to apply changes\"");
+		return;
+	}
+	log_info("event=stopping signal=%d", signum);
+	atomic_store(&d->stopping, true);
+	for (unsigned i = 0; i < d->nworkers; i++)
+		uv_async_send(&d->workers[i].stop_async);
+	uv_stop(sig->loop);
+}
+
+static struct relay *daemon_relay(struct daemon *d)
+{
+	const struct conf *c = d->conf;
+	struct relay_conf rc = {
+		.downstream = c->relay_downstream, .maildir = c->relay_maildir,
+		.tls = (enum relay_tls)c->relay_tls, .tls_verify = c->relay_tls_verify,
+		.tls_ca = c->relay_tls_ca, .hostname = c->hostname, .workers = c->relay_workers,
+		.retry_min = c->relay_retry_min, .retry_max = c->relay_retry_max,
+		.max_queue_time = c->relay_max_queue_time, .timeout = c->relay_timeout,
+	};
+	char err[512];
+	struct relay *r = relay_start(&rc, d->spool, err, sizeof(err));
+	if (!r)
+		log_err("event=relay_error error=\"%s\"", err);
+	return r;
+}
+
+int daemon_run(struct daemon *d)
+{
+	signal(SIGPIPE, SIG_IGN);
+	char err[512];
+	/* Opened as the unprivileged user, so that what it creates is ours. */
+	d->spool = relay_spool_open(d->conf->spool_dir, err, sizeof(err));
+	if (!d->spool) {
+		log_err("event=spool_error error=\"%s\"", err);
+		return 1;
+	}
+	d->relay = daemon_relay(d);
+	if (!d->relay)
+		return 1;
+	d->workers = xcalloc(d->nworkers, sizeof(*d->workers));
+	int rc = 0;
+	unsigned started = 0;
+	for (unsigned i = 0; i < d->nworkers && rc == 0; i++) {
+		rc = worker_init(d, &d->workers[i], i);
+		if (rc == 0 && uv_thread_create(&d->workers[i].thread, worker_main, &d->workers[i]) == 0)
+			started++;
+		else
+			rc = -1;
+	}
+	uv_loop_t main_loop;
+	uv_loop_init(&main_loop);
+	uv_signal_t sigs[3];
+	const int signums[3] = { SIGTERM, SIGINT, SIGHUP };
+	for (int i = 0; i < 3; i++) {
+		uv_signal_init(&main_loop, &sigs[i]);
+		sigs[i].data = d;
+		uv_signal_start(&sigs[i], daemon_signal, signums[i]);
+	}
+	if (rc == 0) {
+		log_info("event=started version=%s loops=%u listeners=%zu", PACKAGE_VERSION, d->nworkers,
+		         d->nlisteners);
+		uv_run(&main_loop, UV_RUN_DEFAULT);
+	} else {
+		for (unsigned i = 0; i < started; i++)
+			uv_async_send(&d->workers[i].stop_async);
+	}
+	for (int i = 0; i < 3; i++)
+		uv_close((uv_handle_t *)&sigs[i], NULL);
+	uv_run(&main_loop, UV_RUN_DEFAULT);
+	uv_loop_close(&main_loop);
+	for (unsigned i = 0; i < started; i++) {
+		uv_thread_join(&d->workers[i].thread);
+		worker_fini(&d->workers[i]);
+	}
+	relay_stop(d->relay);
+	d->relay = NULL;
+	log_info("event=stopped");
+	return rc == 0 ? 0 : 1;
+}
+
+void daemon_free(struct daemon *d)
+{
+	if (!d)
+		return;
+	if (d->spool)
+		relay_spool_close(d->spool);
+	for (size_t i = 0; i < d->nlisteners; i++) {
+		struct listener *l = &d->listeners[i];
+		if (l->ssl_ctx)
+			SSL_CTX_free(l->ssl_ctx);
+		for (unsigned j = 0; l->fds && j < d->nworkers; j++)
+			if (l->fds[j] >= 0)
+				close(l->fds[j]);
+		free(l->fds);
+	}
+	free(d->listeners);
+	free(d->workers);
+	free(d->auth_mechs);
+	auth_shutdown();
+	conf_free(d->conf);
+	free(d);
+}

@@ -1,0 +1,83 @@
+/*
+ * daemon.h - the process: configuration, listeners, one libuv loop per
+ * worker thread, the spool and the relay. Read-only once the workers run,
+ * except the atomic counters.
+ *
+ * Ownership: daemon_new() returns the process object, freed by
+ * daemon_free() after daemon_run() returns.
+ */
+#ifndef POSTERN_DAEMON_H
+#define POSTERN_DAEMON_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <uv.h>
+#include <openssl/ssl.h>
+
+#include "conf/conf.h"
+#include "policy/policy.h"
+#include "relay/relay.h"
+
+struct session;
+
+struct listener {
+	const struct conf_listen *conf;
+	SSL_CTX *ssl_ctx;
+	struct policy_conf policy;
+	int *fds;                 /* one SO_REUSEPORT socket per worker */
+};
+
+#define WORKER_BUCKETS 4096
+
+struct worker {
+	struct daemon *d;
+	unsigned index;
+	uv_loop_t loop;
+	uv_thread_t thread;
+	uv_async_t stop_async;
+	uv_async_t commit_async;  /* the spool's commit thread wakes us */
+	uv_timer_t stop_timer;    /* bounds a graceful stop */
+	uv_tcp_t *servers;        /* one per listener */
+	struct session *buckets[WORKER_BUCKETS]; /* sessions by id */
+	unsigned nsessions;
+	bool stopping;
+	uint64_t stop_deadline;   /* loop time when a graceful stop gives up */
+	char readbuf[65536];      /* shared by every read on this loop */
+};
+
+struct daemon {
+	struct conf *conf;
+	struct listener *listeners;
+	size_t nlisteners;
+	struct worker *workers;
+	unsigned nworkers;
+	struct relay_spool *spool;
+	struct relay *relay;
+	char *auth_mechs;         /* what EHLO offers after TLS */
+	atomic_uint nconnections;
+	atomic_bool stopping;
+};
+
+/* Binds every listener (as root if needed), loads keys and certificates,
+ * initialises SASL. With check_only, only loads and checks (posternd -t):
+ * binds nothing. On error returns NULL with err
+ * filled. Takes conf. */
+struct daemon *daemon_new(struct conf *conf, bool check_only, char *err, size_t errlen);
+/* Drops privileges to conf->user when running as root. */
+int daemon_drop_privileges(struct daemon *d, char *err, size_t errlen);
+/* Opens the spool, starts the relay and the workers, then waits for
+ * SIGTERM/SIGINT. */
+int daemon_run(struct daemon *d);
+void daemon_free(struct daemon *d);
+
+/* Session table of a worker (habit: late work finds its session by id). */
+void worker_add_session(struct worker *w, struct session *s);
+void worker_remove_session(struct worker *w, struct session *s);
+struct session *worker_find_session(struct worker *w, uint64_t sid);
+
+/* Opens the listening sockets of a listener, one per worker. */
+int listener_bind(struct listener *l, unsigned nworkers, char *err, size_t errlen);
+/* Starts accepting on worker w. */
+int listener_start(struct worker *w, size_t index);
+
+#endif

@@ -1,0 +1,438 @@
+/*
+ * session.c - the SMTP state machine: greeting, the command table (one row
+ * per verb: when it is allowed, then the step that does the work), EHLO,
+ * MAIL, RCPT and the small verbs, STARTTLS, timeouts and shutdown. AUTH is
+ * in session_auth.c, DATA/BDAT in session_data.c.
+ *
+ * Replies go through session_send()/session_error() only; they are
+ * buffered and leave in one write per batch of pipelined commands.
+ */
+#include "server/session.h"
+#include "policy/policy.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CMD_NEED_HELO 0x1   /* refused before HELO/EHLO */
+
+struct smtp_command {
+	enum smtp_verb verb;
+	unsigned flags;
+	void (*proceed)(struct session *s, struct smtp_cmd *cmd);
+};
+
+static const struct conf *session_conf(const struct session *s)
+{
+	return s->w->d->conf;
+}
+
+void tx_reset(struct smtp_tx *tx)
+{
+	if (tx->spool)
+		relay_spool_abort(tx->spool);
+	free(tx->from);
+	for (size_t i = 0; i < tx->nrcpts; i++)
+		free(tx->rcpts[i]);
+	free(tx->rcpts);
+	free(tx->ret);
+	free(tx->envid);
+	buf_free(&tx->body);
+	memset(tx, 0, sizeof(*tx));
+}
+
+void session_free_state(struct session *s)
+{
+	tx_reset(&s->tx);
+	free(s->helo);
+	s->helo = NULL;
+	free(s->account);
+	s->account = NULL;
+	free(s->auth_mech);
+	s->auth_mech = NULL;
+	/* A SASL step still running on a worker thread owns the session
+	 * object; its completion frees it (session_auth.c). */
+	if (s->auth && !s->auth_inflight)
+		auth_session_free(s->auth);
+	s->auth = NULL;
+}
+
+void session_error(struct session *s, int code, const char *enh, const char *fmt, ...)
+{
+	char text[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	session_send(s, code, enh, "%s", text);
+	log_info("event=reject sid=%s client=%s code=%d enh=%s reason=\"%s\"", s->sid, s->client_ip,
+	         code, enh ? enh : "-", text);
+	if (++s->errors >= session_conf(s)->max_errors) {
+		session_send(s, 421, "4.7.0", "%s Error: too many errors", session_conf(s)->hostname);
+		log_info("event=reject sid=%s client=%s code=421 rule=max_errors", s->sid, s->client_ip);
+		session_close(s, true);
+	}
+}
+
+void session_greet(struct session *s)
+{
+	s->state = SS_COMMAND;
+	session_send(s, 220, NULL, "%s ESMTP Postern", session_conf(s)->hostname);
+	session_set_timeout(s, session_conf(s)->idle_timeout);
+}
+
+void session_tls_ready(struct session *s)
+{
+	if (s->l->conf->mode == CONF_MODE_SMTPS) {
+		session_greet(s);
+		return;
+	}
+	/* RFC 3207 4.2: the client starts again with EHLO. */
+	s->state = SS_COMMAND;
+	session_set_timeout(s, session_conf(s)->idle_timeout);
+}
+
+static bool session_tls_active(const struct session *s)
+{
+	return s->tls && s->tls_ready;
+}
+
+static bool session_offers_auth(const struct session *s)
+{
+	return s->l->conf->mode != CONF_MODE_MX && session_tls_active(s) && !s->account &&
+	       s->w->d->auth_mechs[0] != '\0';
+}
+
+/* ---- the small verbs ---------------------------------------------------- */
+
+static void session_set_helo(struct session *s, const char *domain, bool esmtp)
+{
+	free(s->helo);
+	s->helo = str_dup(domain);
+	s->esmtp = esmtp;
+	tx_reset(&s->tx);
+}
+
+static void proceed_helo(struct session *s, struct smtp_cmd *cmd)
+{
+	session_set_helo(s, cmd->domain, false);
+	session_send(s, 250, NULL, "%s", session_conf(s)->hostname);
+}
+
+static void proceed_ehlo(struct session *s, struct smtp_cmd *cmd)
+{
+	const struct conf *c = session_conf(s);
+	struct buf b;
+	buf_init(&b);
+	session_set_helo(s, cmd->domain, true);
+	buf_printf(&b, "%s\nPIPELINING\nSIZE %llu\n8BITMIME\nENHANCEDSTATUSCODES\nSMTPUTF8\nCHUNKING",
+	           c->hostname, (unsigned long long)c->max_message_size);
+	if (!s->tls && s->l->conf->mode != CONF_MODE_SMTPS)
+		buf_puts(&b, "\nSTARTTLS");
+	if (session_offers_auth(s))
+		buf_printf(&b, "\nAUTH %s", s->w->d->auth_mechs);
+	session_send(s, 250, NULL, "%s", b.data);
+	buf_free(&b);
+}
+
+static void proceed_rset(struct session *s, struct smtp_cmd *cmd)
+{
+	tx_reset(&s->tx);
+	session_send(s, 250, "2.0.0", "Ok");
+}
+
+static void proceed_noop(struct session *s, struct smtp_cmd *cmd)
+{
+	session_send(s, 250, "2.0.0", "Ok");
+}
+
+static void proceed_quit(struct session *s, struct smtp_cmd *cmd)
+{
+	session_send(s, 221, "2.0.0", "Bye");
+	session_close(s, true);
+}
+
+static void proceed_vrfy(struct session *s, struct smtp_cmd *cmd)
+{
+	/* RFC 5321 3.5.3: 252 when we will not verify but will try delivery. */
+	session_send(s, 252, "2.5.0", "Cannot VRFY user, but will accept message and attempt delivery");
+}
+
+static void proceed_expn(struct session *s, struct smtp_cmd *cmd)
+{
+	session_error(s, 502, "5.5.1", "EXPN not supported");
+}
+
+static void proceed_help(struct session *s, struct smtp_cmd *cmd)
+{
+	session_send(s, 214, "2.0.0", "Postern: see RFC 5321 and https://www.rfc-editor.org/rfc/rfc5321");
+}
+
+static void proceed_starttls(struct session *s, struct smtp_cmd *cmd)
+{
+	if (s->tls) {
+		session_error(s, 503, "5.5.1", "TLS already active");
+		return;
+	}
+	if (s->l->conf->mode == CONF_MODE_SMTPS) {
+		session_error(s, 502, "5.5.1", "STARTTLS not available");
+		return;
+	}
+	session_send(s, 220, "2.0.0", "Ready to start TLS");
+	session_flush(s);
+	/* CVE-2011-0411: anything pipelined after STARTTLS arrived in
+	 * plaintext and must not be taken as if it came over TLS. */
+	if (smtp_reader_pending(&s->reader)) {
+		log_info("event=starttls_injection sid=%s client=%s discarded=%zu", s->sid,
+		         s->client_ip, smtp_reader_pending(&s->reader));
+		smtp_reader_discard(&s->reader);
+	}
+	/* RFC 3207 4.2: forget everything learnt before TLS. */
+	free(s->helo);
+	s->helo = NULL;
+	s->esmtp = false;
+	tx_reset(&s->tx);
+	if (session_start_tls(s) < 0) {
+		log_err("event=tls_error sid=%s error=\"cannot create TLS engine\"", s->sid);
+		session_close(s, false);
+	}
+}
+
+/* ---- MAIL and RCPT ------------------------------------------------------ */
+
+static void session_policy_view(const struct session *s, struct policy_session *ps)
+{
+	ps->tls = session_tls_active(s);
+	ps->authenticated = s->account != NULL;
+	ps->account = s->account;
+}
+
+static void proceed_mail(struct session *s, struct smtp_cmd *cmd)
+{
+	const struct conf *c = session_conf(s);
+	struct policy_session ps;
+	struct policy_verdict v;
+	if (s->tx.active) {
+		session_error(s, 503, "5.5.1", "Error: nested MAIL command");
+		return;
+	}
+	session_policy_view(s, &ps);
+	policy_check_mail(&s->l->policy, &ps, cmd->path, &v);
+	if (v.code) {
+		session_error(s, v.code, v.enh, "%s", v.text);
+		return;
+	}
+	if (cmd->has_size && cmd->size > c->max_message_size) {
+		session_error(s, 552, "5.3.4", "Message size exceeds fixed maximum message size");
+		return;
+	}
+	if (cmd->body == SMTP_BODY_BINARYMIME) {
+		session_error(s, 504, "5.5.4", "BODY=BINARYMIME not supported");
+		return;
+	}
+	struct smtp_tx *tx = &s->tx;
+	tx_reset(tx); /* a refused BDAT may have left marks */
+	tx->active = true;
+	id_queue(tx->qid);
+	tx->from = str_dup(cmd->path);
+	tx->smtputf8 = cmd->smtputf8;
+	tx->eightbit = cmd->body == SMTP_BODY_8BITMIME;
+	tx->ret = str_dup(cmd->ret);
+	tx->envid = str_dup(cmd->envid);
+	log_info("event=mail sid=%s qid=%s from=<%s> size=%llu", s->sid, tx->qid, tx->from,
+	         (unsigned long long)cmd->size);
+	session_send(s, 250, "2.1.0", "Ok");
+}
+
+static void proceed_rcpt(struct session *s, struct smtp_cmd *cmd)
+{
+	struct smtp_tx *tx = &s->tx;
+	struct policy_session ps;
+	struct policy_verdict v;
+	if (!tx->active) {
+		session_error(s, 503, "5.5.1", "Error: need MAIL command");
+		return;
+	}
+	if (cmd->non_ascii && !tx->smtputf8) {
+		session_error(s, 553, "5.6.7", "Non-ASCII address requires SMTPUTF8");
+		return;
+	}
+	session_policy_view(s, &ps);
+	policy_check_rcpt(&s->l->policy, &ps, cmd->path, tx->nrcpts, &v);
+	if (v.code) {
+		session_error(s, v.code, v.enh, "<%s>: %s", cmd->path, v.text);
+		return;
+	}
+	if (tx->nrcpts == tx->rcpt_cap) {
+		tx->rcpt_cap = tx->rcpt_cap ? tx->rcpt_cap * 2 : 4;
+		tx->rcpts = xrealloc(tx->rcpts, tx->rcpt_cap * sizeof(char *));
+	}
+	tx->rcpts[tx->nrcpts++] = str_dup(cmd->path);
+	log_info("event=rcpt sid=%s qid=%s to=<%s>", s->sid, tx->qid, cmd->path);
+	session_send(s, 250, "2.1.5", "Ok");
+}
+
+/* ---- the command table ---------------------------------------------------- */
+
+static const struct smtp_command commands[] = {
+	{ SMTP_VERB_HELO, 0, proceed_helo },
+	{ SMTP_VERB_EHLO, 0, proceed_ehlo },
+	{ SMTP_VERB_MAIL, CMD_NEED_HELO, proceed_mail },
+	{ SMTP_VERB_RCPT, CMD_NEED_HELO, proceed_rcpt },
+	{ SMTP_VERB_DATA, CMD_NEED_HELO, session_cmd_data },
+	/* BDAT checks for itself: its chunk must be read even when refused. */
+	{ SMTP_VERB_BDAT, 0, session_cmd_bdat },
+	{ SMTP_VERB_RSET, 0, proceed_rset },
+	{ SMTP_VERB_NOOP, 0, proceed_noop },
+	{ SMTP_VERB_QUIT, 0, proceed_quit },
+	{ SMTP_VERB_VRFY, 0, proceed_vrfy },
+	{ SMTP_VERB_EXPN, 0, proceed_expn },
+	{ SMTP_VERB_HELP, 0, proceed_help },
+	{ SMTP_VERB_STARTTLS, CMD_NEED_HELO, proceed_starttls },
+	{ SMTP_VERB_AUTH, CMD_NEED_HELO, session_cmd_auth },
+};
+
+static void session_parse_error(struct session *s, int err, enum smtp_verb verb)
+{
+	switch (err) {
+	case SMTP_PARSE_UNKNOWN_VERB:
+		session_error(s, 500, "5.5.2", "Error: command not recognized");
+		break;
+	case SMTP_PARSE_BAD_PATH:
+		session_error(s, 501, verb == SMTP_VERB_MAIL ? "5.1.7" : "5.1.3",
+		              "Bad address syntax");
+		break;
+	case SMTP_PARSE_UNKNOWN_PARAM:
+		session_error(s, 555, "5.5.4", "Unsupported option");
+		break;
+	case SMTP_PARSE_NON_ASCII:
+		session_error(s, 553, "5.6.7", "Non-ASCII address requires SMTPUTF8");
+		break;
+	default:
+		session_error(s, 501, "5.5.4", "Syntax error in parameters or arguments");
+		break;
+	}
+}
+
+static void session_command(struct session *s, char *line, size_t len)
+{
+	struct smtp_cmd cmd;
+	int err = smtp_parse(line, len, &cmd);
+	if (cmd.verb == SMTP_VERB_AUTH)
+		log_debug("event=command sid=%s cmd=\"AUTH %s ********\"", s->sid,
+		          cmd.mech ? cmd.mech : "");
+	else
+		log_debug("event=command sid=%s cmd=\"%.*s\"", s->sid, (int)(len > 200 ? 200 : len), line);
+	if (err == SMTP_PARSE_OK || cmd.verb == SMTP_VERB_BDAT) {
+		for (size_t i = 0; i < ARRAY_LEN(commands); i++) {
+			const struct smtp_command *row = &commands[i];
+			if (row->verb != cmd.verb)
+				continue;
+			if (err != SMTP_PARSE_OK) {
+				/* A BDAT we cannot parse has no size we could skip. */
+				session_parse_error(s, err, cmd.verb);
+				session_close(s, true);
+				return;
+			}
+			if ((row->flags & CMD_NEED_HELO) && !s->helo) {
+				session_error(s, 503, "5.5.1", "Error: send HELO/EHLO first");
+				return;
+			}
+			row->proceed(s, &cmd);
+			return;
+		}
+	}
+	session_parse_error(s, err, cmd.verb);
+}
+
+/* ---- input ------------------------------------------------------------------ */
+
+void session_process(struct session *s)
+{
+	for (;;) {
+		if (s->state == SS_DATA || s->state == SS_BDAT) {
+			if (!session_data_input(s))
+				break;
+			continue;
+		}
+		if (s->state != SS_COMMAND && s->state != SS_AUTH_INPUT)
+			break;
+		if (s->close_after_flush)
+			break;
+		char *line;
+		size_t len;
+		int rc = smtp_reader_next(&s->reader, &line, &len);
+		if (rc == SMTP_LINE_NONE)
+			break;
+		if (rc == SMTP_LINE_TOO_LONG) {
+			session_error(s, 500, "5.5.2", "Error: line too long");
+			continue;
+		}
+		if (rc == SMTP_LINE_BARE_LF) {
+			/* SMTP smuggling: never accept a line end other than CRLF. */
+			session_error(s, 500, "5.5.2", "Error: bare CR or LF received (RFC 5321 2.3.8)");
+			continue;
+		}
+		if (s->state == SS_AUTH_INPUT)
+			session_auth_input(s, line, len);
+		else
+			session_command(s, line, len);
+		if (s->shutting_down && s->state == SS_COMMAND) {
+			session_shutdown(s);
+			break;
+		}
+	}
+}
+
+void session_input(struct session *s, const char *data, size_t len)
+{
+	smtp_reader_push(&s->reader, data, len);
+	if (s->state == SS_DATA || s->state == SS_BDAT)
+		session_set_timeout(s, session_conf(s)->data_timeout);
+	else if (s->state == SS_COMMAND || s->state == SS_AUTH_INPUT)
+		session_set_timeout(s, session_conf(s)->idle_timeout);
+	session_process(s);
+}
+
+void session_timeout(struct session *s)
+{
+	switch (s->state) {
+	case SS_AUTH_WAIT:
+	case SS_COMMIT_WAIT:
+		/* Our own work is slow, not the client: wait for it. */
+		session_set_timeout(s, 5);
+		return;
+	case SS_HANDSHAKE:
+		log_info("event=timeout sid=%s client=%s phase=tls_handshake", s->sid, s->client_ip);
+		session_close(s, false);
+		return;
+	case SS_CLOSING:
+		session_close(s, false);
+		return;
+	default:
+		log_info("event=timeout sid=%s client=%s phase=%s", s->sid, s->client_ip,
+		         s->state == SS_DATA || s->state == SS_BDAT ? "data" : "command");
+		session_send(s, 421, "4.4.2", "%s Error: timeout exceeded", session_conf(s)->hostname);
+		session_close(s, true);
+	}
+}
+
+void session_shutdown(struct session *s)
+{
+	switch (s->state) {
+	case SS_DATA:
+	case SS_BDAT:
+	case SS_COMMIT_WAIT:
+	case SS_AUTH_WAIT:
+		/* Let the message in flight finish; the stop timer bounds this. */
+		s->shutting_down = true;
+		return;
+	case SS_HANDSHAKE:
+	case SS_CLOSING:
+		session_close(s, false);
+		return;
+	default:
+		session_send(s, 421, "4.3.2", "%s Service shutting down", session_conf(s)->hostname);
+		session_close(s, true);
+	}
+}

@@ -1,0 +1,133 @@
+/*
+ * session.h - one client connection: the I/O glue (conn.c), the SMTP state
+ * machine and command table (session.c), AUTH (session_auth.c) and the
+ * message transfer (session_data.c). Private to server/.
+ *
+ * Ownership: a session is created by session_accept() and freed only in
+ * the close callback of its TCP handle (libuv rule); work that completes
+ * later looks it up by id and does nothing when it is gone.
+ */
+#ifndef POSTERN_SESSION_H
+#define POSTERN_SESSION_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "auth/auth.h"
+#include "common/common.h"
+#include "server/daemon.h"
+#include "server/smtp_parse.h"
+#include "tls/tls.h"
+
+enum session_state {
+	SS_HANDSHAKE,     /* TLS handshake in progress (smtps, after STARTTLS) */
+	SS_COMMAND,       /* reading commands */
+	SS_AUTH_WAIT,     /* a SASL step runs on the thread pool */
+	SS_AUTH_INPUT,    /* waiting for the client's next AUTH response line */
+	SS_AUTH_DELAY,    /* failed AUTH: the 535 waits out the delay */
+	SS_DATA,          /* receiving the DATA block */
+	SS_BDAT,          /* receiving a BDAT chunk */
+	SS_COMMIT_WAIT,   /* the spool makes the message durable */
+	SS_CLOSING,       /* flushing the last reply, then close */
+};
+
+/* The transaction, MAIL to end of data; reset by tx_reset() alone. */
+struct smtp_tx {
+	bool active;              /* MAIL accepted */
+	char qid[ID_LEN + 1];
+	char *from;
+	char **rcpts;
+	size_t nrcpts;
+	size_t rcpt_cap;
+	bool smtputf8;
+	bool eightbit;
+	char *ret;
+	char *envid;
+	struct relay_spool_file *spool;
+	struct smtp_data data;    /* DATA decoder */
+	struct buf body;          /* decoded bytes not yet written */
+	uint64_t bdat_left;       /* bytes of the current chunk still to read */
+	bool bdat_last;
+	bool bdat_started;
+	bool bdat_failed;         /* a chunk was refused: discard until RSET */
+	bool bdat_prev_cr;
+	unsigned bdat_flags;      /* smtp_data_flag for BDAT content */
+	size_t bdat_line;
+	bool io_error;            /* the spool file could not be written */
+};
+
+struct session {
+	uv_tcp_t tcp;             /* first: the handle's data is the session */
+	uv_timer_t timer;
+	struct worker *w;
+	struct listener *l;
+	uint64_t id;
+	char sid[24];
+	struct session *hnext;    /* worker bucket chain */
+	enum session_state state;
+	unsigned handles_open;    /* tcp + timer: freed when both are closed */
+
+	char client_ip[64];
+	unsigned client_port;
+	char local_ip[64];
+	unsigned local_port;
+
+	struct tls *tls;          /* NULL before TLS */
+	bool tls_ready;
+	struct smtp_reader reader;
+	struct buf out;           /* replies waiting for the next flush */
+	bool reading;
+	bool close_after_flush;
+	bool counted;             /* holds a slot in d->nconnections */
+
+	char *helo;
+	bool esmtp;
+	unsigned errors;
+	bool shutting_down;      /* SIGTERM: 421 once the current step ends */
+
+	struct auth_session *auth;
+	bool auth_inflight;       /* a SASL step holds `auth` on a worker thread */
+	char *auth_mech;
+	char *account;            /* authenticated identity */
+
+	struct smtp_tx tx;
+};
+
+/* conn.c */
+void session_accept(uv_stream_t *server, int status);
+void session_send(struct session *s, int code, const char *enh, const char *fmt, ...)
+	PRINTF_LIKE(4, 5);
+void session_flush(struct session *s);
+void session_close(struct session *s, bool after_flush);
+void session_set_timeout(struct session *s, unsigned seconds);
+int session_start_tls(struct session *s);
+void session_pause(struct session *s);
+void session_resume(struct session *s);
+
+/* session.c */
+void session_greet(struct session *s);
+void session_tls_ready(struct session *s);
+void session_input(struct session *s, const char *data, size_t len);
+void session_process(struct session *s);
+void session_timeout(struct session *s);
+void session_shutdown(struct session *s);
+void session_free_state(struct session *s);
+void tx_reset(struct smtp_tx *tx);
+/* Replies with an error and counts it; closes after too many. */
+void session_error(struct session *s, int code, const char *enh, const char *fmt, ...)
+	PRINTF_LIKE(4, 5);
+
+/* session_auth.c */
+void session_cmd_auth(struct session *s, struct smtp_cmd *cmd);
+void session_auth_input(struct session *s, char *line, size_t len);
+
+/* session_data.c */
+void session_cmd_data(struct session *s, struct smtp_cmd *cmd);
+void session_cmd_bdat(struct session *s, struct smtp_cmd *cmd);
+/* Consumes message bytes from the reader in SS_DATA / SS_BDAT; returns
+ * false when it needs more input. */
+bool session_data_input(struct session *s);
+void worker_commit_done(uv_async_t *async);
+
+#endif

@@ -1,0 +1,195 @@
+/*
+ * session_auth.c - the SMTP AUTH command (RFC 4954): checks, the 334
+ * challenge/response dialogue, 235/535/454 replies. The SASL work itself
+ * (auth/) runs on the libuv thread pool because password backends block;
+ * its completion finds the session by id and, if the session is gone,
+ * frees the SASL object it was given.
+ */
+#include "server/session.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* RFC 4954 4: a client response line may be 12288 octets. */
+#define AUTH_LINE_MAX 12288
+
+struct auth_work {
+	uv_work_t req;
+	struct worker *w;
+	uint64_t sid;
+	struct auth_session *auth;  /* borrowed from the session while in flight */
+	char *mech;                 /* set for the first step only */
+	char *input;                /* base64 text, "=" or NULL */
+	struct buf challenge;
+	int result;
+};
+
+static void auth_work_run(uv_work_t *req)
+{
+	struct auth_work *aw = req->data;
+	if (aw->mech)
+		aw->result = auth_start(aw->auth, aw->mech, aw->input, &aw->challenge);
+	else
+		aw->result = auth_step(aw->auth, aw->input, &aw->challenge);
+}
+
+static void auth_work_free(struct auth_work *aw)
+{
+	free(aw->mech);
+	free(aw->input);
+	buf_free(&aw->challenge);
+	free(aw);
+}
+
+static void session_auth_result(struct session *s, struct auth_work *aw)
+{
+	const char *user;
+	switch (aw->result) {
+	case AUTH_OK:
+		s->account = str_dup(auth_username(s->auth));
+		s->auth_mech = str_dup(auth_mech(s->auth));
+		log_info("event=auth sid=%s client=%s mech=%s user=%s result=ok", s->sid, s->client_ip,
+		         s->auth_mech, s->account);
+		s->state = SS_COMMAND;
+		session_send(s, 235, "2.7.0", "Authentication successful");
+		break;
+	case AUTH_CONTINUE:
+		s->state = SS_AUTH_INPUT;
+		s->reader.max_line = AUTH_LINE_MAX;
+		session_send(s, 334, NULL, "%s", aw->challenge.data ? aw->challenge.data : "");
+		break;
+	case AUTH_TEMPFAIL:
+		s->state = SS_COMMAND;
+		log_warn("event=auth sid=%s client=%s result=tempfail reason=\"%s\"", s->sid,
+		         s->client_ip, auth_error(s->auth));
+		session_error(s, 454, "4.7.0", "Temporary authentication failure");
+		break;
+	default:
+		user = auth_attempted_user(s->auth);
+		/* This line is what fail2ban matches: keep its shape. */
+		log_info("event=auth sid=%s client=%s mech=%s user=%s result=fail reason=\"%s\"",
+		         s->sid, s->client_ip, auth_mech(s->auth) ? auth_mech(s->auth) : "-",
+		         user ? user : "-", auth_error(s->auth));
+		/* A fresh SASL object for the next attempt. */
+		auth_session_free(s->auth);
+		s->auth = NULL;
+		s->state = SS_AUTH_DELAY;
+		break;
+	}
+	if (s->state != SS_AUTH_INPUT)
+		s->reader.max_line = s->w->d->conf->max_command_line;
+}
+
+static void auth_delay_done(uv_timer_t *t)
+{
+	struct session *s = t->data;
+	s->state = SS_COMMAND;
+	session_error(s, 535, "5.7.8", "Authentication credentials invalid");
+	session_set_timeout(s, s->w->d->conf->idle_timeout);
+	session_resume(s);
+	session_process(s);
+	session_flush(s);
+}
+
+static void auth_work_done(uv_work_t *req, int status)
+{
+	struct auth_work *aw = req->data;
+	struct session *s = worker_find_session(aw->w, aw->sid);
+	if (!s) {
+		auth_session_free(aw->auth);
+		auth_work_free(aw);
+		return;
+	}
+	s->auth_inflight = false;
+	if (status == UV_ECANCELED)
+		aw->result = AUTH_TEMPFAIL;
+	session_auth_result(s, aw);
+	auth_work_free(aw);
+	if (s->state == SS_AUTH_DELAY) {
+		/* The failure reply waits, so that guessing passwords is slow. */
+		uv_timer_start(&s->timer, auth_delay_done, s->w->d->conf->auth_fail_delay_ms, 0);
+		session_flush(s);
+		return;
+	}
+	session_set_timeout(s, s->w->d->conf->idle_timeout);
+	session_resume(s);
+	session_process(s);
+	session_flush(s);
+}
+
+static void session_auth_dispatch(struct session *s, const char *mech, const char *input)
+{
+	struct auth_work *aw = xcalloc(1, sizeof(*aw));
+	aw->req.data = aw;
+	aw->w = s->w;
+	aw->sid = s->id;
+	aw->auth = s->auth;
+	aw->mech = str_dup(mech);
+	aw->input = str_dup(input);
+	buf_init(&aw->challenge);
+	s->state = SS_AUTH_WAIT;
+	s->auth_inflight = true;
+	session_pause(s);
+	if (uv_queue_work(&s->w->loop, &aw->req, auth_work_run, auth_work_done) < 0) {
+		s->auth_inflight = false;
+		auth_work_free(aw);
+		s->state = SS_COMMAND;
+		session_error(s, 454, "4.7.0", "Temporary authentication failure");
+		session_resume(s);
+	}
+}
+
+static void session_ipport(char *out, size_t len, const char *ip, unsigned port)
+{
+	snprintf(out, len, "%s;%u", ip, port);
+}
+
+void session_cmd_auth(struct session *s, struct smtp_cmd *cmd)
+{
+	if (s->l->conf->mode == CONF_MODE_MX) {
+		session_error(s, 503, "5.5.1", "Error: authentication not enabled");
+		return;
+	}
+	if (!s->tls || !s->tls_ready) {
+		session_error(s, 538, "5.7.11", "Encryption required for requested authentication mechanism");
+		return;
+	}
+	if (s->account) {
+		session_error(s, 503, "5.5.1", "Error: already authenticated");
+		return;
+	}
+	if (s->tx.active) {
+		session_error(s, 503, "5.5.1", "Error: AUTH not permitted during a mail transaction");
+		return;
+	}
+	if (!s->auth) {
+		char local[96], remote[96];
+		session_ipport(local, sizeof(local), s->local_ip, s->local_port);
+		session_ipport(remote, sizeof(remote), s->client_ip, s->client_port);
+		s->auth = auth_session_new(s->w->d->conf->hostname, local, remote,
+		                           (unsigned)tls_cipher_bits(s->tls), NULL);
+		if (!s->auth) {
+			session_error(s, 454, "4.7.0", "Temporary authentication failure");
+			return;
+		}
+	}
+	if (!auth_mech_offered(s->auth, cmd->mech)) {
+		session_error(s, 504, "5.5.4", "Unrecognized authentication type");
+		return;
+	}
+	session_auth_dispatch(s, cmd->mech, cmd->initial);
+}
+
+void session_auth_input(struct session *s, char *line, size_t len)
+{
+	if (strcmp(line, "*") == 0) {
+		s->state = SS_COMMAND;
+		s->reader.max_line = s->w->d->conf->max_command_line;
+		auth_session_free(s->auth);
+		s->auth = NULL;
+		session_error(s, 501, "5.0.0", "Authentication cancelled");
+		return;
+	}
+	session_auth_dispatch(s, NULL, line);
+}

@@ -1,0 +1,361 @@
+/*
+ * session_data.c - the message transfer: DATA (RFC 5321 4.1.1.4) and BDAT
+ * (RFC 3030) stream into a spool file behind a Received header, then the
+ * spool's commit thread makes the file durable and only then is 250 sent.
+ *
+ * Ownership: the spool file belongs to the transaction until it is handed
+ * to relay_spool_commit(); the commit context is freed by its callback.
+ */
+#include "server/session.h"
+#include "trace/trace.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define BODY_FLUSH 65536
+
+struct commit_ctx {
+	struct worker *w;
+	uint64_t sid;
+	char qid[ID_LEN + 1];
+};
+
+static const struct conf *data_conf(const struct session *s)
+{
+	return s->w->d->conf;
+}
+
+/* Creates tmp/<qid> with the envelope and our Received header. */
+static int data_open_spool(struct session *s)
+{
+	struct smtp_tx *tx = &s->tx;
+	bool tls = s->tls && s->tls_ready;
+	struct relay_envelope env = {
+		.time = time(NULL), .from = tx->from, .rcpts = tx->rcpts, .nrcpts = tx->nrcpts,
+		.ret = tx->ret, .envid = tx->envid, .smtputf8 = tx->smtputf8,
+		.eightbit = tx->eightbit,
+	};
+	memcpy(env.qid, tx->qid, sizeof(env.qid));
+	const char *fp = tls ? tls_peer_fingerprint(s->tls) : NULL;
+	const char *kv[] = {
+		"sid", s->sid, "listener", s->l->conf->name, "client", s->client_ip,
+		"helo", s->helo, "auth", s->account, "mech", s->auth_mech,
+		"tls", tls ? tls_version(s->tls) : NULL, "cipher", tls ? tls_cipher(s->tls) : NULL,
+		"cert_fp", fp,
+	};
+	tx->spool = relay_spool_create(s->w->d->spool, &env, kv, ARRAY_LEN(kv) / 2);
+	if (!tx->spool) {
+		log_err("event=spool_error sid=%s qid=%s error=\"%s\"", s->sid, tx->qid, strerror(errno));
+		return -1;
+	}
+	struct trace_received r = {
+		.helo = s->helo, .esmtp = s->esmtp, .client_ip = s->client_ip,
+		.tls_version = tls ? tls_version(s->tls) : NULL,
+		.tls_cipher = tls ? tls_cipher(s->tls) : NULL,
+		.tls_bits = tls ? tls_cipher_bits(s->tls) : 0, .cert_fingerprint = fp,
+		.authenticated = s->account != NULL, .account = s->account, .show_account = false,
+		.hostname = data_conf(s)->hostname, .qid = tx->qid,
+		.single_rcpt = tx->nrcpts == 1 ? tx->rcpts[0] : NULL, .time = env.time,
+	};
+	struct buf hdr;
+	buf_init(&hdr);
+	trace_received(&hdr, &r);
+	int rc = relay_spool_write(tx->spool, hdr.data, hdr.len);
+	buf_free(&hdr);
+	if (rc < 0) {
+		log_err("event=spool_error sid=%s qid=%s error=\"%s\"", s->sid, tx->qid, strerror(-rc));
+		relay_spool_abort(tx->spool);
+		tx->spool = NULL;
+		return -1;
+	}
+	return 0;
+}
+
+/* Common checks of DATA and BDAT. Returns 0, or fills the refusal. */
+static int data_check(struct session *s, int *code, const char **enh, const char **text)
+{
+	if (!s->helo) {
+		*code = 503, *enh = "5.5.1", *text = "Error: send HELO/EHLO first";
+	} else if (!s->tx.active) {
+		*code = 503, *enh = "5.5.1", *text = "Error: need MAIL command";
+	} else if (s->tx.nrcpts == 0) {
+		*code = 554, *enh = "5.5.1", *text = "Error: no valid recipients";
+	} else {
+		return 0;
+	}
+	return -1;
+}
+
+void session_cmd_data(struct session *s, struct smtp_cmd *cmd)
+{
+	int code;
+	const char *enh, *text;
+	if (data_check(s, &code, &enh, &text) < 0) {
+		session_error(s, code, enh, "%s", text);
+		return;
+	}
+	if (s->tx.bdat_started) {
+		session_error(s, 503, "5.5.1", "Error: DATA after BDAT");
+		return;
+	}
+	if (data_open_spool(s) < 0) {
+		session_error(s, 451, "4.3.0", "Error: queue file write error");
+		return;
+	}
+	const struct conf *c = data_conf(s);
+	/* The limit counts characters before CRLF: 1000 - 2 by default. */
+	smtp_data_init(&s->tx.data, c->max_text_line > 2 ? c->max_text_line - 2 : 0,
+	               c->max_message_size);
+	s->state = SS_DATA;
+	session_send(s, 354, NULL, "End data with <CR><LF>.<CR><LF>");
+	session_set_timeout(s, c->data_timeout);
+}
+
+/* ---- commit ------------------------------------------------------------ */
+
+static void data_committed(int status, void *arg)
+{
+	struct commit_ctx *cc = arg;
+	struct daemon *d = cc->w->d;
+	if (status == 0 && d->relay)
+		relay_enqueue(d->relay, cc->qid);
+	struct session *s = worker_find_session(cc->w, cc->sid);
+	if (!s) {
+		if (status == 0)
+			log_info("event=queued qid=%s note=\"client left before the reply\"", cc->qid);
+		free(cc);
+		return;
+	}
+	struct smtp_tx *tx = &s->tx;
+	if (status == 0) {
+		log_info("event=queued sid=%s qid=%s from=<%s> nrcpt=%zu size=%llu user=%s", s->sid,
+		         cc->qid, tx->from, tx->nrcpts, (unsigned long long)tx->data.size,
+		         s->account ? s->account : "-");
+		session_send(s, 250, "2.0.0", "Ok: queued as %s", cc->qid);
+	} else {
+		log_err("event=spool_error sid=%s qid=%s error=\"commit: %s\"", s->sid, cc->qid,
+		        strerror(-status));
+		session_error(s, 451, "4.3.0", "Error: queue file write error");
+	}
+	free(cc);
+	tx_reset(tx);
+	if (s->state == SS_COMMIT_WAIT)
+		s->state = SS_COMMAND;
+	session_set_timeout(s, data_conf(s)->idle_timeout);
+	if (s->shutting_down) {
+		session_shutdown(s);
+	} else {
+		session_resume(s);
+		session_process(s);
+	}
+	session_flush(s);
+}
+
+static void data_commit(struct session *s)
+{
+	struct commit_ctx *cc = xmalloc(sizeof(*cc));
+	cc->w = s->w;
+	cc->sid = s->id;
+	memcpy(cc->qid, s->tx.qid, sizeof(cc->qid));
+	s->state = SS_COMMIT_WAIT;
+	session_pause(s);
+	struct relay_spool_file *f = s->tx.spool;
+	s->tx.spool = NULL;
+	/* Keep the body size for the log line: the decoder holds it. */
+	relay_spool_commit(f, &s->w->loop, &s->w->commit_async, data_committed, cc);
+}
+
+void worker_commit_done(uv_async_t *async)
+{
+	struct worker *w = async->data;
+	relay_spool_drain(w->d->spool, &w->loop);
+}
+
+/* Refuses a message whose content broke a rule; the transaction ends. */
+static bool data_refuse(struct session *s, unsigned flags)
+{
+	if (flags & SMTP_DATA_ERR_TOO_BIG)
+		session_error(s, 552, "5.3.4", "Message size exceeds fixed maximum message size");
+	else if (flags & (SMTP_DATA_ERR_BARE_LF | SMTP_DATA_ERR_BARE_CR))
+		session_error(s, 554, "5.6.0", "Message contains bare CR or LF (RFC 5321 2.3.8)");
+	else if (flags & SMTP_DATA_ERR_LONG_LINE)
+		session_error(s, 554, "5.6.0", "Message has a line longer than %u characters",
+		              data_conf(s)->max_text_line);
+	else
+		return false;
+	log_info("event=refused sid=%s qid=%s flags=%#x", s->sid, s->tx.qid, flags);
+	return true;
+}
+
+static int data_write_body(struct session *s)
+{
+	struct smtp_tx *tx = &s->tx;
+	if (!tx->body.len)
+		return 0;
+	int rc = relay_spool_write(tx->spool, tx->body.data, tx->body.len);
+	buf_consume(&tx->body, tx->body.len);
+	return rc;
+}
+
+static void data_end(struct session *s)
+{
+	struct smtp_tx *tx = &s->tx;
+	unsigned flags = tx->data.flags;
+	s->state = SS_COMMAND;
+	if (data_refuse(s, flags) || tx->io_error || data_write_body(s) < 0) {
+		if (!flags)
+			session_error(s, 451, "4.3.0", "Error: queue file write error");
+		tx_reset(tx);
+		return;
+	}
+	data_commit(s);
+}
+
+static bool data_input_dot(struct session *s)
+{
+	struct smtp_tx *tx = &s->tx;
+	size_t len;
+	const char *in = smtp_reader_peek(&s->reader, &len);
+	if (len == 0)
+		return false;
+	size_t used = 0;
+	int rc = smtp_data_feed(&tx->data, in, len, &used, &tx->body);
+	smtp_reader_skip(&s->reader, used);
+	if (tx->data.flags)
+		buf_consume(&tx->body, tx->body.len);
+	else if (tx->body.len >= BODY_FLUSH && data_write_body(s) < 0)
+		tx->io_error = true; /* disk full: tempfail at the end */
+	if (rc == SMTP_DATA_END) {
+		data_end(s);
+		return true;
+	}
+	return false;
+}
+
+/* ---- BDAT ------------------------------------------------------------------- */
+
+/* BDAT content is not dot-stuffed, but a bare CR or LF would be relayed
+ * into someone's DATA stream (smuggling), so it is refused all the same. */
+static void bdat_scan(struct smtp_tx *tx, const char *p, size_t n, size_t max_line)
+{
+	for (size_t i = 0; i < n; i++) {
+		char c = p[i];
+		if (tx->bdat_prev_cr && c != '\n')
+			tx->bdat_flags |= SMTP_DATA_ERR_BARE_CR;
+		if (c == '\n') {
+			if (!tx->bdat_prev_cr)
+				tx->bdat_flags |= SMTP_DATA_ERR_BARE_LF;
+			tx->bdat_line = 0;
+		} else if (c != '\r' && ++tx->bdat_line > max_line && max_line) {
+			tx->bdat_flags |= SMTP_DATA_ERR_LONG_LINE;
+		}
+		tx->bdat_prev_cr = c == '\r';
+	}
+}
+
+static void bdat_chunk_done(struct session *s)
+{
+	struct smtp_tx *tx = &s->tx;
+	const struct conf *c = data_conf(s);
+	s->state = SS_COMMAND;
+	if (tx->bdat_failed && !tx->spool) {
+		/* Refused at the command: the reply was chosen then. */
+		return;
+	}
+	if (tx->bdat_last && tx->bdat_prev_cr)
+		tx->bdat_flags |= SMTP_DATA_ERR_BARE_CR;
+	if (relay_spool_size(tx->spool) > c->max_message_size)
+		tx->bdat_flags |= SMTP_DATA_ERR_TOO_BIG;
+	if (data_refuse(s, tx->bdat_flags) || tx->io_error) {
+		if (!tx->bdat_flags)
+			session_error(s, 451, "4.3.0", "Error: queue file write error");
+		relay_spool_abort(tx->spool);
+		tx->spool = NULL;
+		tx->bdat_failed = true;
+		return;
+	}
+	if (tx->bdat_last) {
+		tx->data.size = relay_spool_size(tx->spool);
+		data_commit(s);
+		return;
+	}
+	session_send(s, 250, "2.0.0", "%llu octets received",
+	             (unsigned long long)relay_spool_size(tx->spool));
+}
+
+static bool data_input_bdat(struct session *s)
+{
+	struct smtp_tx *tx = &s->tx;
+	if (tx->bdat_left > 0) {
+		size_t len;
+		const char *in = smtp_reader_peek(&s->reader, &len);
+		if (len == 0)
+			return false;
+		size_t n = len < tx->bdat_left ? len : (size_t)tx->bdat_left;
+		if (tx->spool && !tx->bdat_flags) {
+			const struct conf *c = data_conf(s);
+			bdat_scan(tx, in, n, c->max_text_line > 2 ? c->max_text_line - 2 : 0);
+			if (relay_spool_size(tx->spool) + n > c->max_message_size)
+				tx->bdat_flags |= SMTP_DATA_ERR_TOO_BIG;
+			else if (!tx->bdat_flags && relay_spool_write(tx->spool, in, n) < 0)
+				tx->io_error = true;
+		}
+		smtp_reader_skip(&s->reader, n);
+		tx->bdat_left -= n;
+		if (tx->bdat_left > 0)
+			return false;
+	}
+	bdat_chunk_done(s);
+	return true;
+}
+
+bool session_data_input(struct session *s)
+{
+	return s->state == SS_DATA ? data_input_dot(s) : data_input_bdat(s);
+}
+
+/* The chunk of a refused BDAT is read and dropped; the reply goes now
+ * and is sent once the bytes are gone (RFC 3030 3). */
+static void bdat_refuse(struct session *s, uint64_t size, int code, const char *enh,
+                        const char *text)
+{
+	session_error(s, code, enh, "%s", text);
+	if (s->state == SS_CLOSING || s->close_after_flush)
+		return;
+	s->tx.bdat_left = size;
+	s->tx.bdat_failed = true;
+	if (s->tx.spool) {
+		relay_spool_abort(s->tx.spool);
+		s->tx.spool = NULL;
+	}
+	s->state = SS_BDAT;
+}
+
+void session_cmd_bdat(struct session *s, struct smtp_cmd *cmd)
+{
+	struct smtp_tx *tx = &s->tx;
+	int code;
+	const char *enh, *text;
+	if (data_check(s, &code, &enh, &text) < 0) {
+		bdat_refuse(s, cmd->chunk_size, code, enh, text);
+		return;
+	}
+	if (tx->bdat_failed) {
+		bdat_refuse(s, cmd->chunk_size, 503, "5.5.1", "Error: a previous chunk failed; send RSET");
+		return;
+	}
+	if (!tx->bdat_started) {
+		if (data_open_spool(s) < 0) {
+			bdat_refuse(s, cmd->chunk_size, 451, "4.3.0", "Error: queue file write error");
+			return;
+		}
+		tx->bdat_started = true;
+	}
+	tx->bdat_left = cmd->chunk_size;
+	tx->bdat_last = cmd->last;
+	s->state = SS_BDAT;
+	session_set_timeout(s, data_conf(s)->data_timeout);
+}

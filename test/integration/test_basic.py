@@ -1,0 +1,36 @@
+"""The gate end to end: a real client submits over TLS with AUTH and the
+message reaches the downstream with our Received header."""
+
+import re
+import subprocess
+
+from conftest import HOSTNAME, USERS
+
+
+def test_smtps_auth_plain_delivers(postern):
+    with postern.smtps() as c:
+        c.login("alice", USERS["alice"])
+        refused = c.sendmail("alice@mx.test", ["rcpt@example.net"],
+                             b"Subject: hello\r\n\r\nbody line\r\n")
+        assert refused == {}
+    msgs = postern.sink.wait_messages(1)
+    m = msgs[0]
+    assert b"from=<alice@mx.test>" in m and b"rcpt=<rcpt@example.net>" in m
+    assert b"Subject: hello" in m and b"body line" in m
+    received = re.search(rb"Received: from client|Received: from [^\r]*", m).group(0)
+    assert b"Received:" in received
+    assert b"with ESMTPSA id " in m
+    assert b"using TLSv1.3" in m
+
+
+def test_swaks_submission_starttls(postern):
+    out = subprocess.run(
+        ["swaks", "--server", f"127.0.0.1:{postern.ports['submission']}", "--tls",
+         "--auth", "LOGIN", "--auth-user", "bob", "--auth-password", USERS["bob"],
+         "--from", "bob@mx.test", "--to", "x@example.net", "--header", "Subject: via swaks"],
+        capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert re.search(r"250 2\.0\.0 Ok: queued as [0-9A-V]{16}", out.stdout)
+    m = postern.sink.wait_messages(1)[0]
+    assert b"Subject: via swaks" in m
+    assert HOSTNAME.encode() in m

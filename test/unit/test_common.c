@@ -1,0 +1,103 @@
+/* Unit tests for common/: buffers, size and duration parsing, ids. */
+#include "common/common.h"
+
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+
+START_TEST(test_buf)
+{
+	struct buf b;
+	buf_init(&b);
+	for (int i = 0; i < 1000; i++)
+		buf_printf(&b, "%d,", i);
+	ck_assert(b.len > 1000);
+	ck_assert(strncmp(b.data, "0,1,2,", 6) == 0);
+	size_t len = b.len;
+	buf_consume(&b, 2);
+	ck_assert_uint_eq(b.len, len - 2);
+	ck_assert(strncmp(b.data, "1,2,", 4) == 0);
+	ck_assert_uint_eq(b.data[b.len], '\0');
+	buf_consume(&b, b.len);
+	buf_shrink(&b);
+	ck_assert_ptr_null(b.data);
+	buf_free(&b);
+}
+END_TEST
+
+START_TEST(test_sizes)
+{
+	uint64_t v;
+	ck_assert_int_eq(str_parse_size("512", &v), 0);
+	ck_assert_uint_eq(v, 512);
+	ck_assert_int_eq(str_parse_size("64k", &v), 0);
+	ck_assert_uint_eq(v, 65536);
+	ck_assert_int_eq(str_parse_size("50M", &v), 0);
+	ck_assert_uint_eq(v, 50ULL << 20);
+	ck_assert_int_eq(str_parse_size("1GB", &v), 0);
+	ck_assert_uint_eq(v, 1ULL << 30);
+	ck_assert_int_lt(str_parse_size("", &v), 0);
+	ck_assert_int_lt(str_parse_size("12x", &v), 0);
+	ck_assert_int_lt(str_parse_size("-1", &v), 0);
+	ck_assert_int_lt(str_parse_size("99999999999999999999G", &v), 0);
+}
+END_TEST
+
+START_TEST(test_durations)
+{
+	uint64_t v;
+	ck_assert_int_eq(str_parse_duration("30", &v), 0);
+	ck_assert_uint_eq(v, 30);
+	ck_assert_int_eq(str_parse_duration("5m", &v), 0);
+	ck_assert_uint_eq(v, 300);
+	ck_assert_int_eq(str_parse_duration("2h", &v), 0);
+	ck_assert_uint_eq(v, 7200);
+	ck_assert_int_eq(str_parse_duration("5d", &v), 0);
+	ck_assert_uint_eq(v, 5 * 86400);
+	ck_assert_int_lt(str_parse_duration("5 m", &v), 0);
+	ck_assert_int_lt(str_parse_duration("m", &v), 0);
+}
+END_TEST
+
+START_TEST(test_queue_ids)
+{
+	char a[ID_LEN + 1], b[ID_LEN + 1];
+	id_queue(a);
+	ck_assert_uint_eq(strlen(a), ID_LEN);
+	for (int i = 0; i < 10000; i++) {
+		id_queue(b);
+		ck_assert_str_ne(a, b);
+		ck_assert(strcmp(a, b) < 0 || memcmp(a, b, 10) == 0); /* time-ordered */
+		for (int j = 0; j < ID_LEN; j++)
+			ck_assert((b[j] >= '0' && b[j] <= '9') || (b[j] >= 'A' && b[j] <= 'V'));
+		memcpy(a, b, sizeof(a));
+	}
+}
+END_TEST
+
+START_TEST(test_sanitize)
+{
+	char out[16];
+	str_sanitize(out, sizeof(out), "a\r\nb\"c\\d", 8);
+	ck_assert_str_eq(out, "a??b?c?d");
+	str_sanitize(out, 4, "abcdef", 6);
+	ck_assert_str_eq(out, "abc");
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("common");
+	TCase *tc = tcase_create("core");
+	tcase_add_test(tc, test_buf);
+	tcase_add_test(tc, test_sizes);
+	tcase_add_test(tc, test_durations);
+	tcase_add_test(tc, test_queue_ids);
+	tcase_add_test(tc, test_sanitize);
+	suite_add_tcase(s, tc);
+	SRunner *sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
