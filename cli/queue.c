@@ -133,7 +133,9 @@ int cli_queue(int argc, char **argv)
 	};
 	struct listing l = { 0 };
 	const char *spool = CLI_SPOOL_DIR;
+	static char name[] = "postern queue";   /* for getopt's messages */
 	int c;
+	argv[0] = name;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "d:h", opts, NULL)) != -1) {
 		switch (c) {

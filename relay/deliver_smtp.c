@@ -45,6 +45,7 @@ struct relay__smtp {
 	const struct relay__ctx *ctx;
 	int fd;
 	SSL *ssl;
+	SSL_SESSION *resume;        /* the last session, for an abbreviated handshake */
 	struct buf in, out;
 	bool broken;                /* 421 seen or protocol out of step */
 	bool pipelining, eightbit, smtputf8, dsn, starttls, size;
@@ -409,8 +410,17 @@ static int command(struct relay__smtp *s, struct reply *r, const char *stage,
 
 static void session_drop(struct relay__smtp *s)
 {
-	if (s->ssl)
+	if (s->ssl) {
+		/* TLS 1.3 tickets arrive after the handshake: take it at the end */
+		SSL_SESSION *sess = SSL_is_init_finished(s->ssl) ? SSL_get1_session(s->ssl) : NULL;
+		if (sess && SSL_SESSION_is_resumable(sess)) {
+			SSL_SESSION_free(s->resume);
+			s->resume = sess;
+		} else if (sess) {
+			SSL_SESSION_free(sess);
+		}
 		SSL_free(s->ssl);
+	}
 	if (s->fd >= 0)
 		close(s->fd);
 	s->ssl = NULL;
@@ -439,6 +449,8 @@ static int tls_start(struct relay__smtp *s)
 	}
 	if (host && !is_ip_literal(host))
 		SSL_set_tlsext_host_name(s->ssl, host);
+	if (s->resume)
+		SSL_set_session(s->ssl, s->resume);
 	if (ctx->conf.tls_verify) {
 		SSL_set_verify(s->ssl, SSL_VERIFY_PEER, NULL);
 		if (host && is_ip_literal(host))
@@ -463,8 +475,9 @@ static int tls_start(struct relay__smtp *s)
 		}
 		return -1;
 	}
-	log_debug("event=relay_tls peer=%s version=%s cipher=%s", s->peer,
-	          SSL_get_version(s->ssl), SSL_get_cipher_name(s->ssl));
+	log_debug("event=relay_tls peer=%s version=%s cipher=%s resumed=%s", s->peer,
+	          SSL_get_version(s->ssl), SSL_get_cipher_name(s->ssl),
+	          SSL_session_reused(s->ssl) ? "yes" : "no");
 	return 0;
 }
 
@@ -506,7 +519,6 @@ static int hello(struct relay__smtp *s, struct reply *r)
 			return -1;
 		if (r->code / 100 == 2) {
 			parse_ehlo(s, r);
-			s->pipelining = s->eightbit = s->smtputf8 = s->dsn = s->starttls = s->size = false;
 			return 0;
 		}
 	}
@@ -786,6 +798,7 @@ void relay__smtp_free(struct relay__smtp *s)
 	if (!s)
 		return;
 	relay__smtp_close(s);
+	SSL_SESSION_free(s->resume);
 	buf_free(&s->in);
 	buf_free(&s->out);
 	free(s);

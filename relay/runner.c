@@ -379,13 +379,16 @@ static bool settle(const struct relay__ctx *ctx, const struct relay_envelope *en
 			rc->state = RELAY__DELIVERED;
 			log_rcpt(LOG_LEVEL_INFO, "delivered", ctx, env, i, delay, reply, "");
 			break;
-		case RELAY__PERM:
+		case RELAY__PERM: {
+			char status[32];
 			rc->state = RELAY__FAILED;
 			relay__status_code(reply, true, rc->status);
 			free(rc->diag);
 			rc->diag = str_dup(reply);
-			log_rcpt(LOG_LEVEL_INFO, "bounced", ctx, env, i, delay, reply, "");
+			snprintf(status, sizeof(status), " status=%s", rc->status);
+			log_rcpt(LOG_LEVEL_INFO, "bounced", ctx, env, i, delay, reply, status);
 			break;
+		}
 		case RELAY__TEMP:
 		case RELAY__PENDING:
 			if (expired) {

@@ -66,6 +66,14 @@ static void session_auth_result(struct session *s, struct auth_work *aw)
 		session_error(s, 454, "4.7.0", "Temporary authentication failure");
 		break;
 	default:
+		if (strcmp(auth_error(s->auth), "bad base64") == 0) {
+			/* RFC 4954 4: an undecodable response is a syntax error. */
+			auth_session_free(s->auth);
+			s->auth = NULL;
+			s->state = SS_COMMAND;
+			session_error(s, 501, "5.5.2", "Cannot decode the response");
+			break;
+		}
 		user = auth_attempted_user(s->auth);
 		/* This line is what fail2ban matches: keep its shape. */
 		log_info("event=auth sid=%s client=%s mech=%s user=%s result=fail reason=\"%s\"",

@@ -364,9 +364,18 @@ def make_postern(workdir, pki, sasldb):
         return p.start()
 
     yield make
+    problems = []
     for p in started:
         if p.proc:
-            p.stop()
+            rc = p.stop()
+            if rc != 0:
+                problems.append(f"posternd exited with status {rc}")
+        log = p.logtext()
+        for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                       "event=loop_busy"):
+            if marker in log:
+                problems.append(f"{marker} in {p.log_path}")
+    assert not problems, "; ".join(problems)
 
 
 @pytest.fixture

@@ -167,8 +167,9 @@ class Session(socketserver.StreamRequestHandler):
                 break
             body += raw[1:] if raw.startswith(b".") else raw
         self.server.store(self.mail_from, self.rcpts, bytes(body))
-        n = len(self.rcpts) if self.server.args.lmtp else 1
-        self.reply(*["250 2.0.0 stored by sink"] * n)
+        # LMTP: one separate reply per recipient, not one multi-line reply
+        for _ in self.rcpts if self.server.args.lmtp else [None]:
+            self.reply("250 2.0.0 stored by sink")
         self.reset()
 
 

@@ -171,6 +171,7 @@ struct sink {
 	pthread_t th;
 	atomic_bool stop;
 	bool lmtp;
+	bool no_pipelining;
 	int tempfail_mail;        /* answer 451 to this many MAILs; -1: all */
 	const char *fail_rcpt;    /* 550 at RCPT */
 	const char *lmtp_fail;    /* LMTP: 452 after DATA for this recipient */
@@ -249,7 +250,8 @@ static void sink_conn(struct sink *k, int fd)
 			from[0] = rcpts[0] = '\0';
 			have_mail = false;
 		} else if (str_case_prefix(line, "EHLO") || str_case_prefix(line, "LHLO")) {
-			say(fd, "250-sink.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SIZE 10000000\r\n");
+			say(fd, k->no_pipelining ? "250-sink.test\r\n250 8BITMIME\r\n"
+			        : "250-sink.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SIZE 10000000\r\n");
 		} else if (str_case_prefix(line, "MAIL FROM:<")) {
 			pthread_mutex_lock(&k->mu);
 			k->nmail++;
@@ -616,10 +618,11 @@ START_TEST(smtp_retry)
 }
 END_TEST
 
+/* _i: 0 with PIPELINING, 1 without */
 START_TEST(smtp_bounce)
 {
 	spool_make();
-	struct sink k = { .fail_rcpt = "bad@example.net" };
+	struct sink k = { .fail_rcpt = "bad@example.net", .no_pipelining = _i == 1 };
 	sink_start(&k);
 	struct relay_conf c = base_conf();
 	struct relay *r = start_smtp(&k, &c, "smtp");
@@ -872,7 +875,7 @@ static Suite *relay_suite(void)
 	tcase_set_timeout(run, 30);
 	tcase_add_test(run, maildir_delivery);
 	tcase_add_test(run, smtp_retry);
-	tcase_add_test(run, smtp_bounce);
+	tcase_add_loop_test(run, smtp_bounce, 0, 2);
 	tcase_add_test(run, bounce_of_bounce);
 	tcase_add_test(run, queue_list_deferred);
 	tcase_add_test(run, lmtp_partial);
