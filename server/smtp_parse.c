@@ -48,62 +48,41 @@ static void reader_compact(struct smtp_reader *r)
 	buf_shrink(&r->in);
 }
 
-/* Length of the unfinished line at the end of the buffer. */
-static size_t reader_partial(const struct smtp_reader *r)
-{
-	size_t avail = r->in.len - r->off;
-	if (avail == 0)
-		return 0;
-	const char *start = r->in.data + r->off;
-	const char *lf = memrchr(start, '\n', avail);
-	return lf ? (size_t)(start + avail - lf - 1) : avail;
-}
-
 /*
- * Buffers the next piece of a line. A line is never buffered beyond
- * max_line bytes: an overlong one keeps exactly max_line bytes (so that
- * smtp_reader_next sees it is too long) and the rest is dropped as it
- * arrives, so a peer that never sends CRLF cannot grow our memory.
+ * Input is only appended here; limits are applied as lines are taken, so
+ * that bytes after a command (a BDAT chunk, DATA content) arrive intact.
+ * The session takes lines as soon as it pushes, so the buffer never holds
+ * more than one read plus an unfinished line.
  */
-static size_t reader_take(struct smtp_reader *r, const char *p, size_t len, size_t *part)
+void smtp_reader_push(struct smtp_reader *r, const void *data, size_t len)
 {
-	const char *lf = memchr(p, '\n', len);
-	size_t seg = lf ? (size_t)(lf - p) + 1 : len;
-	/* Without its LF a line must still leave room for one. */
-	size_t limit = lf ? r->max_line : r->max_line - 1;
-
-	if (*part + seg <= limit) {
-		buf_append(&r->in, p, seg);
-		*part = lf ? 0 : *part + seg;
-		return seg;
-	}
-	size_t keep = r->max_line - *part;
-	buf_append(&r->in, p, keep);
-	*part = r->max_line;
-	r->discarding = true;
-	/* The CRLF that ends the discarding may straddle the cut. */
-	r->discard_cr = p[keep - 1] == '\r';
-	return keep;
+	reader_compact(r);
+	buf_append(&r->in, data, len);
 }
 
-/* Drops input up to and including the next CRLF; returns the bytes used. */
-static size_t reader_skip(struct smtp_reader *r, const char *p, size_t len, size_t *part)
+/* Drops the rest of an overlong line, up to and including its CRLF (a bare
+ * LF inside it does not end it). Returns false when more input is needed. */
+static bool reader_skip(struct smtp_reader *r)
 {
-	const char *end = p + len;
+	const char *p = r->in.data + r->off;
+	size_t avail = r->in.len - r->off;
+	const char *end = p + avail;
 	const char *q = p;
-	size_t used = 0;
 
+	if (avail == 0)
+		return false;
 	if (r->discard_cr && *p == '\n') {
-		used = 1;
+		r->off += 1;
 	} else {
 		for (;;) {
 			const char *lf = memchr(q, '\n', (size_t)(end - q));
 			if (!lf) {
 				r->discard_cr = end[-1] == '\r';
-				return len;
+				r->off += avail;
+				return false;
 			}
 			if (lf > p && lf[-1] == '\r') {
-				used = (size_t)(lf - p) + 1;
+				r->off += (size_t)(lf - p) + 1;
 				break;
 			}
 			q = lf + 1;
@@ -111,36 +90,18 @@ static size_t reader_skip(struct smtp_reader *r, const char *p, size_t len, size
 	}
 	r->discarding = false;
 	r->discard_cr = false;
-	/* Still buffered, the head of the overlong line gets a CRLF so that
-	 * smtp_reader_next reports it in order; if it was reported already,
-	 * there is nothing left to end. */
-	if (*part > 0) {
-		buf_append(&r->in, "\r\n", 2);
-		*part = 0;
-	}
-	return used;
-}
-
-void smtp_reader_push(struct smtp_reader *r, const void *data, size_t len)
-{
-	const char *p = data;
-
-	reader_compact(r);
-	size_t part = reader_partial(r);
-	while (len > 0) {
-		size_t n = r->discarding ? reader_skip(r, p, len, &part)
-		                         : reader_take(r, p, len, &part);
-		p += n;
-		len -= n;
-	}
+	return true;
 }
 
 int smtp_reader_next(struct smtp_reader *r, char **line, size_t *len)
 {
-	size_t avail = r->in.len - r->off;
-
 	*line = NULL;
 	*len = 0;
+	if (r->discarding && !reader_skip(r)) {
+		reader_compact(r);
+		return SMTP_LINE_NONE;
+	}
+	size_t avail = r->in.len - r->off;
 	if (avail == 0) {
 		buf_free(&r->in);
 		r->off = 0;
@@ -151,9 +112,12 @@ int smtp_reader_next(struct smtp_reader *r, char **line, size_t *len)
 	if (!lf) {
 		if (avail < r->max_line)
 			return SMTP_LINE_NONE;
-		/* The head of an overlong line; push drops the rest. Reporting
-		 * it now lets the session answer without waiting for the CRLF. */
+		/* The head of an overlong line: the rest is dropped as it comes.
+		 * Reporting it now lets the session answer without waiting. */
+		r->discard_cr = p[avail - 1] == '\r';
 		r->off += avail;
+		r->discarding = true;
+		reader_compact(r);
 		return SMTP_LINE_TOO_LONG;
 	}
 	size_t n = (size_t)(lf - p) + 1;

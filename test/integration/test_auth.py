@@ -12,6 +12,7 @@ import smtplib
 import subprocess
 import threading
 import time
+import warnings
 
 import pytest
 
@@ -267,6 +268,8 @@ def test_bad_base64_initial_response(postern):
     c.cmd("EHLO client.test")
     code, lines = c.cmd("AUTH PLAIN !!!notbase64!!!")
     assert code in (501, 535), lines
+    if code == 535:
+        warnings.warn("bad base64 initial response answered 535, RFC 4954 says 501")
     # Still usable afterwards.
     code, lines = c.cmd("AUTH PLAIN " + plain_token("alice", USERS["alice"]))
     assert code == 235, lines
@@ -281,6 +284,8 @@ def test_bad_base64_response(postern):
     assert c.cmd("AUTH PLAIN")[0] == 334
     code, lines = c.cmd("%%%% not base64 %%%%")
     assert code in (501, 535), lines
+    if code == 535:
+        warnings.warn("bad base64 AUTH response answered 535, RFC 4954 says 501")
     code, lines = c.cmd("AUTH PLAIN " + plain_token("alice", USERS["alice"]))
     assert code == 235, lines
     c.close()
@@ -299,6 +304,7 @@ def test_unknown_mechanism(postern):
 
 def test_auth_twice(postern):
     c = postern.raw("smtps")
+    c.reply()
     c.login("alice")
     code, lines = c.cmd("AUTH PLAIN " + plain_token("bob", USERS["bob"]))
     assert code == 503 and enh(lines) == "5.5.1", lines
@@ -310,6 +316,7 @@ def test_auth_twice(postern):
 
 def test_auth_during_transaction(postern):
     c = postern.raw("smtps")
+    c.reply()
     c.login("alice")
     assert c.cmd("MAIL FROM:<alice@mx.test>")[0] == 250
     code, lines = c.cmd("AUTH PLAIN " + plain_token("alice", USERS["alice"]))
@@ -327,6 +334,7 @@ def test_passwords_never_logged(postern):
     """Successful and failed logins with every mechanism, at debug level."""
     secrets = [USERS["alice"], USERS["bob"], "wrong-secret-xyzzy"]
     c = postern.raw("smtps")
+    c.reply()
     c.login("alice")
     c.close()
     c = postern.raw("smtps")

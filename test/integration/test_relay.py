@@ -50,6 +50,16 @@ def queue_cli(p, *args):
                           text=True, timeout=30)
 
 
+def chunky_body():
+    """~200 KB of lines that start with a dot, laid out so that whatever the
+    length of our Received header, one of the relay's 64 KiB read chunks
+    starts exactly at the start of a line (".\r\n" lines are 3 bytes; each
+    ".ab\r\n" line shifts the phase by 2 mod 3, and 65536 = 1 mod 3)."""
+    head = b"Subject: dots everywhere\r\n\r\n"
+    region = b".\r\n" * 21800                       # 65400 bytes
+    return head + region + b".ab\r\n" + region + b".ab\r\n" + region + b"last\r\n"
+
+
 # ---- Maildir -------------------------------------------------------------
 
 def test_default_maildir_delivery(make_postern):
@@ -68,6 +78,15 @@ def test_default_maildir_delivery(make_postern):
     assert b"\nSubject: to the maildir\n" in m
     assert m.endswith(b"\n\nfirst body line\nsecond body line\n")
     wait_for(lambda: p.queue() == [], 10, what="the queue to empty")
+
+
+def test_maildir_body_across_chunk_boundaries(make_postern):
+    p = make_postern()
+    body = chunky_body()
+    submit(p, "alice@mx.test", ["rcpt@example.org"], body)
+    m = wait_for(lambda: p.maildir_messages(), 15, what="a message in Maildir/new")[0]
+    assert b"\r" not in m
+    assert m.endswith(body.replace(b"\r\n", b"\n"))
 
 
 # ---- SMTP and LMTP downstream --------------------------------------------
@@ -106,6 +125,14 @@ def test_smtp_downstream_keeps_envelope_and_body_exact(postern):
         assert log_has(postern, rf"event=delivered qid={qid} rcpt=<{re.escape(r)}>")
 
 
+def test_smtp_body_exact_across_chunk_boundaries(postern):
+    body = chunky_body()
+    submit(postern, "alice@mx.test", ["big@example.net"], body)
+    m = postern.sink.wait_messages(1)[0]
+    assert m.endswith(body), "dot-stuffing went wrong somewhere in a 200 KB message"
+    assert len(m) < len(body) + 1000
+
+
 def test_lmtp_downstream_delivers(workdir, make_postern):
     sink = Sink(workdir, lmtp=True).start()
     try:
@@ -119,6 +146,25 @@ def test_lmtp_downstream_delivers(workdir, make_postern):
         wait_for(lambda: p.queue() == [], 10, what="the queue to empty")
         wait_log(p, rf"event=delivered qid={qid} rcpt=<x@example\.org>")
         wait_log(p, rf"event=delivered qid={qid} rcpt=<y@example\.org>")
+    finally:
+        sink.stop()
+
+
+def test_lmtp_partial_failure_bounces(workdir, make_postern):
+    sink = Sink(workdir, lmtp=True, extra=["--fail-rcpt", "nobody@example.org:550"]).start()
+    try:
+        p = make_postern(downstream=f"lmtp://127.0.0.1:{sink.port}")
+        qid = submit(p, "alice@mx.test", ["a@example.org", "nobody@example.org", "b@example.org"],
+                     b"Subject: lmtp partial\r\n\r\ntext\r\n")
+        msgs = sink.wait_messages(2)
+        envs = sorted(envelope(m) for m in msgs)
+        assert envs == [("", ["alice@mx.test"]), ("alice@mx.test", ["a@example.org", "b@example.org"])]
+        dsn = [m for m in msgs if envelope(m)[0] == ""][0]
+        assert b"Final-Recipient: rfc822; nobody@example.org" in dsn
+        assert b"Status: 5.1.1" in dsn
+        wait_for(lambda: p.queue() == [], 10, what="the queue to empty")
+        wait_log(p, rf"event=delivered qid={qid} rcpt=<a@example\.org>")
+        wait_log(p, rf"event=delivered qid={qid} rcpt=<b@example\.org>")
     finally:
         sink.stop()
 
@@ -190,7 +236,6 @@ def test_tempfail_keeps_message_then_delivers(workdir, make_postern):
         bad.stop()
     good = Sink(workdir)
     good.port = bad.port
-    good.dir = bad.dir
     good.start()
     try:
         m = good.wait_messages(1, timeout=10)[0]
@@ -198,6 +243,39 @@ def test_tempfail_keeps_message_then_delivers(workdir, make_postern):
         assert b" id " + qid.encode() in m
         wait_for(lambda: p.queue() == [], 10, what="the queue to empty")
         wait_log(p, rf"event=delivered qid={qid} ")
+    finally:
+        good.stop()
+
+
+def test_partial_tempfail_retries_only_pending(workdir, make_postern):
+    picky = Sink(workdir, extra=["--fail-rcpt", "later@example.net:450"]).start()
+    try:
+        p = make_postern(downstream=f"smtp://127.0.0.1:{picky.port}")
+        qid = submit(p, "alice@mx.test", ["now@example.net", "later@example.net"],
+                     b"Subject: half now\r\n\r\nhalf later\r\n")
+        m = picky.wait_messages(1)[0]
+        assert envelope(m) == ("alice@mx.test", ["now@example.net"])
+        wait_log(p, rf"event=deferred qid={qid} rcpt=<later@example\.net> .*reply=\"450 4\.1\.1")
+        assert qid in p.queue()
+        entries = json.loads(queue_cli(p, "--json").stdout)
+        assert len(entries) == 1 and entries[0]["qid"] == qid
+        assert entries[0]["recipients"] == [{"address": "now@example.net", "done": True},
+                                            {"address": "later@example.net", "done": False}]
+        assert "450" in entries[0]["last_error"]
+        text = queue_cli(p).stdout
+        assert "to <now@example.net> (done)" in text and "to <later@example.net>\n" in text
+    finally:
+        picky.stop()
+    good = Sink(workdir)                  # same port, its own directory
+    good.port = picky.port
+    good.start()
+    try:
+        msgs = good.wait_messages(1, timeout=10)
+        assert envelope(msgs[0]) == ("alice@mx.test", ["later@example.net"])
+        wait_for(lambda: p.queue() == [], 10, what="the queue to empty")
+        time.sleep(1)
+        assert len(good.messages()) == 1, "a recipient already delivered got a second copy"
+        assert len(picky.messages()) == 1
     finally:
         good.stop()
 

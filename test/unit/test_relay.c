@@ -33,11 +33,12 @@
 
 /* ---- spool helpers ------------------------------------------------------ */
 
+static char base[64];   /* removed by main(), even after a failed test */
 static char spool[PATH_MAX];
 
 static void spool_make(void)
 {
-	strcpy(spool, "/tmp/test_relay.XXXXXX");
+	snprintf(spool, sizeof(spool), "%s/spool.XXXXXX", base);
 	ck_assert_ptr_nonnull(mkdtemp(spool));
 	char p[PATH_MAX + 16];
 	static const char *const sub[] = { "tmp", "queue", "state" };
@@ -52,9 +53,14 @@ static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW 
 	return remove(path);
 }
 
+static void remove_tree(const char *dir)
+{
+	nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 static void spool_remove(void)
 {
-	nftw(spool, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	remove_tree(spool);
 }
 
 static void write_file(const char *path, const char *data, size_t len)
@@ -887,9 +893,15 @@ static Suite *relay_suite(void)
 int main(void)
 {
 	log_open("test_relay", false, getenv("TEST_VERBOSE") ? LOG_LEVEL_DEBUG : LOG_LEVEL_WARN);
+	strcpy(base, "/tmp/test_relay.XXXXXX");
+	if (!mkdtemp(base)) {
+		perror("mkdtemp");
+		return EXIT_FAILURE;
+	}
 	SRunner *sr = srunner_create(relay_suite());
 	srunner_run_all(sr, CK_NORMAL);
 	int failed = srunner_ntests_failed(sr);
 	srunner_free(sr);
+	remove_tree(base);
 	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }
