@@ -633,7 +633,10 @@ const char *auth_username(struct auth_session *s)
 
 const char *auth_mech(struct auth_session *s)
 {
-	return s->done ? s->mech : NULL;
+	if (s->done)
+		return s->mech;
+	/* A failed exchange still names what was tried, for the log. */
+	return s->mech_try[0] ? s->mech_try : NULL;
 }
 
 const char *auth_error(struct auth_session *s)

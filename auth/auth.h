@@ -66,7 +66,7 @@ int auth_start(struct auth_session *s, const char *mech, const char *initial,
 int auth_step(struct auth_session *s, const char *response, struct buf *challenge);
 
 /* After AUTH_OK: the authenticated identity (the authorization id) and the
- * mechanism used. */
+ * mechanism used; after a failure auth_mech() names the mechanism tried. */
 const char *auth_username(struct auth_session *s);
 const char *auth_mech(struct auth_session *s);
 /* After AUTH_FAIL/AUTH_TEMPFAIL: a short reason for the log (no secrets).

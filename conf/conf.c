@@ -29,7 +29,9 @@ struct conf_errctx {
 	char *err;
 	size_t errlen;
 	bool failed;
-	cfg_t *top;  /* sections have no file or line of their own */
+	cfg_t *top;  /* sections have no file name of their own */
+	const char *dir; /* the file's directory, for relative paths */
+	int tls_line;
 };
 
 /* libconfuse has no user pointer on cfg_t error callbacks; loads are rare
@@ -43,16 +45,19 @@ static void conf_errfunc(cfg_t *cfg, const char *fmt, va_list ap)
 		return; /* keep the first error: later ones tend to be consequences */
 	char msg[512];
 	vsnprintf(msg, sizeof(msg), fmt, ap);
-	if (ec->top && (!cfg || !cfg->filename || cfg->line <= 0))
-		cfg = ec->top;
-	if (cfg && cfg->filename && cfg->line > 0)
-		snprintf(ec->err, ec->errlen, "%s:%d: %s", cfg->filename, cfg->line, msg);
-	else if (cfg && cfg->filename)
-		snprintf(ec->err, ec->errlen, "%s: %s", cfg->filename, msg);
+	/* Sections know their current line but not the file name. */
+	const char *file = cfg && cfg->filename ? cfg->filename : ec->top ? ec->top->filename : NULL;
+	int line = cfg && cfg->line > 0 ? cfg->line : ec->top ? ec->top->line : 0;
+	if (file && line > 0)
+		snprintf(ec->err, ec->errlen, "%s:%d: %s", file, line, msg);
+	else if (file)
+		snprintf(ec->err, ec->errlen, "%s: %s", file, msg);
 	else
 		snprintf(ec->err, ec->errlen, "%s", msg);
 	ec->failed = true;
 }
+
+static char *conf_path(const char *dir, const char *value);
 
 /* ---- validation (runs during parsing, so errors have line numbers) ---- */
 
@@ -178,6 +183,28 @@ static int valid_downstream(cfg_t *cfg, cfg_opt_t *opt)
 	return -1;
 }
 
+static int valid_readable(cfg_t *cfg, cfg_opt_t *opt)
+{
+	const char *v = cfg_opt_getnstr(opt, 0);
+	if (!conf_err_target || !v)
+		return 0;
+	char *path = conf_path(conf_err_target->dir, v);
+	int rc = access(path, R_OK);
+	if (rc < 0)
+		cfg_error(cfg, "%s: cannot read %s: %s", opt->name, path, strerror(errno));
+	free(path);
+	return rc < 0 ? -1 : 0;
+}
+
+/* Problems found later in the TLS files (a key that does not match its
+ * certificate) are reported at the tls section. */
+static int valid_tls(cfg_t *cfg, cfg_opt_t *opt)
+{
+	if (conf_err_target && conf_err_target->top)
+		conf_err_target->tls_line = conf_err_target->top->line;
+	return 0;
+}
+
 static int valid_listen(cfg_t *cfg, cfg_opt_t *opt)
 {
 	cfg_t *sec = cfg_opt_getnsec(opt, cfg_opt_size(opt) - 1);
@@ -300,6 +327,10 @@ static void conf_set_validators(cfg_t *cfg)
 		cfg_set_validate_func(cfg, positives[i], valid_positive);
 	cfg_set_validate_func(cfg, "loops", valid_count);
 	cfg_set_validate_func(cfg, "listen", valid_listen);
+	cfg_set_validate_func(cfg, "tls", valid_tls);
+	cfg_set_validate_func(cfg, "tls|cert", valid_readable);
+	cfg_set_validate_func(cfg, "tls|key", valid_readable);
+	cfg_set_validate_func(cfg, "tls|ca", valid_readable);
 	cfg_set_validate_func(cfg, "listen|mode", valid_mode);
 	cfg_set_validate_func(cfg, "listen|address", valid_address);
 	cfg_set_validate_func(cfg, "listen|client_cert", valid_client_cert);
@@ -490,7 +521,8 @@ static int conf_check(const struct conf *c, char *err, size_t errlen)
 
 struct conf *conf_load(const char *path, char *err, size_t errlen)
 {
-	struct conf_errctx ec = { err, errlen, false, NULL };
+	char *dir = path ? conf_dir_of(path) : NULL;
+	struct conf_errctx ec = { err, errlen, false, NULL, dir, 0 };
 	snprintf(err, errlen, "unknown configuration error");
 	cfg_t *cfg = cfg_init(top_opts, CFGF_NONE);
 	if (!cfg) {
@@ -507,18 +539,20 @@ struct conf *conf_load(const char *path, char *err, size_t errlen)
 	if (rc == CFG_FILE_ERROR) {
 		snprintf(err, errlen, "%s: %s", path, strerror(errno ? errno : ENOENT));
 		cfg_free(cfg);
+		free(dir);
 		return NULL;
 	}
 	if (rc != CFG_SUCCESS || ec.failed) {
 		if (!ec.failed)
 			snprintf(err, errlen, "%s: syntax error", path);
 		cfg_free(cfg);
+		free(dir);
 		return NULL;
 	}
 
 	struct conf *c = xcalloc(1, sizeof(*c));
 	c->path = str_dup(path ? path : "(defaults)");
-	char *dir = path ? conf_dir_of(path) : NULL;
+	c->tls_line = ec.tls_line;
 	conf_fill(c, cfg, dir);
 	free(dir);
 	cfg_free(cfg);

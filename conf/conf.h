@@ -44,6 +44,7 @@ struct conf {
 	char *tls_key;
 	char *tls_ca;
 	char *tls_ciphers;
+	int tls_line;          /* where the tls section is, for later errors */
 	unsigned tls_handshake_timeout;
 
 	/* sasl */

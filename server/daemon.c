@@ -80,7 +80,7 @@ static int daemon_listeners(struct daemon *d, bool bind, char *err, size_t errle
 		char why[512];
 		l->ssl_ctx = certs_server_ctx(&sc, why, sizeof(why));
 		if (!l->ssl_ctx) {
-			snprintf(err, errlen, "%s: tls: %s", c->path, why);
+			snprintf(err, errlen, "%s:%d: tls: %s", c->path, c->tls_line, why);
 			return -1;
 		}
 		l->policy = (struct policy_conf){
@@ -203,6 +203,8 @@ static void worker_main(void *arg)
 {
 	struct worker *w = arg;
 	uv_run(&w->loop, UV_RUN_DEFAULT);
+	atomic_fetch_sub(&w->d->workers_running, 1);
+	uv_async_send(w->d->main_wake);
 }
 
 static int worker_init(struct daemon *d, struct worker *w, unsigned index)
@@ -241,11 +243,22 @@ static void daemon_signal(uv_signal_t *sig, int signum)
 		log_info("event=sighup note=\"reload is not supported yet; restart to apply changes\"");
 		return;
 	}
+	if (atomic_exchange(&d->stopping, true)) {
+		log_info("event=stopping signal=%d note=\"already stopping\"", signum);
+		return;
+	}
 	log_info("event=stopping signal=%d", signum);
-	atomic_store(&d->stopping, true);
 	for (unsigned i = 0; i < d->nworkers; i++)
 		uv_async_send(&d->workers[i].stop_async);
-	uv_stop(sig->loop);
+}
+
+/* The main loop lives until the last worker has finished, so that a
+ * second signal during a graceful stop is heard rather than fatal. */
+static void daemon_worker_gone(uv_async_t *a)
+{
+	struct daemon *d = a->data;
+	if (atomic_load(&d->workers_running) == 0)
+		uv_stop(a->loop);
 }
 
 static struct relay *daemon_relay(struct daemon *d)
@@ -279,17 +292,24 @@ int daemon_run(struct daemon *d)
 	if (!d->relay)
 		return 1;
 	d->workers = xcalloc(d->nworkers, sizeof(*d->workers));
+	uv_loop_t main_loop;
+	uv_loop_init(&main_loop);
+	uv_async_t wake;
+	uv_async_init(&main_loop, &wake, daemon_worker_gone);
+	wake.data = d;
+	d->main_wake = &wake;
 	int rc = 0;
 	unsigned started = 0;
 	for (unsigned i = 0; i < d->nworkers && rc == 0; i++) {
 		rc = worker_init(d, &d->workers[i], i);
-		if (rc == 0 && uv_thread_create(&d->workers[i].thread, worker_main, &d->workers[i]) == 0)
+		atomic_fetch_add(&d->workers_running, 1);
+		if (rc == 0 && uv_thread_create(&d->workers[i].thread, worker_main, &d->workers[i]) == 0) {
 			started++;
-		else
+		} else {
+			atomic_fetch_sub(&d->workers_running, 1);
 			rc = -1;
+		}
 	}
-	uv_loop_t main_loop;
-	uv_loop_init(&main_loop);
 	uv_signal_t sigs[3];
 	const int signums[3] = { SIGTERM, SIGINT, SIGHUP };
 	for (int i = 0; i < 3; i++) {
@@ -300,13 +320,16 @@ int daemon_run(struct daemon *d)
 	if (rc == 0) {
 		log_info("event=started version=%s loops=%u listeners=%zu", PACKAGE_VERSION, d->nworkers,
 		         d->nlisteners);
-		uv_run(&main_loop, UV_RUN_DEFAULT);
 	} else {
+		atomic_store(&d->stopping, true);
 		for (unsigned i = 0; i < started; i++)
 			uv_async_send(&d->workers[i].stop_async);
 	}
+	if (started > 0)
+		uv_run(&main_loop, UV_RUN_DEFAULT);
 	for (int i = 0; i < 3; i++)
 		uv_close((uv_handle_t *)&sigs[i], NULL);
+	uv_close((uv_handle_t *)&wake, NULL);
 	uv_run(&main_loop, UV_RUN_DEFAULT);
 	uv_loop_close(&main_loop);
 	for (unsigned i = 0; i < started; i++) {

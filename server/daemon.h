@@ -56,6 +56,8 @@ struct daemon {
 	char *auth_mechs;         /* what EHLO offers after TLS */
 	atomic_uint nconnections;
 	atomic_bool stopping;
+	atomic_uint workers_running;
+	uv_async_t *main_wake;    /* a worker's loop has ended */
 };
 
 /* Binds every listener (as root if needed), loads keys and certificates,

@@ -61,12 +61,14 @@ static void session_auth_result(struct session *s, struct auth_work *aw)
 		break;
 	case AUTH_TEMPFAIL:
 		s->state = SS_COMMAND;
+		user = auth_error(s->auth);
 		log_warn("event=auth sid=%s client=%s result=tempfail reason=\"%s\"", s->sid,
-		         s->client_ip, auth_error(s->auth));
+		         s->client_ip, user ? user : "-");
 		session_error(s, 454, "4.7.0", "Temporary authentication failure");
 		break;
 	default:
-		if (strcmp(auth_error(s->auth), "bad base64") == 0) {
+		const char *why = auth_error(s->auth);
+		if (why && strcmp(why, "bad base64") == 0) {
 			/* RFC 4954 4: an undecodable response is a syntax error. */
 			auth_session_free(s->auth);
 			s->auth = NULL;
@@ -78,7 +80,7 @@ static void session_auth_result(struct session *s, struct auth_work *aw)
 		/* This line is what fail2ban matches: keep its shape. */
 		log_info("event=auth sid=%s client=%s mech=%s user=%s result=fail reason=\"%s\"",
 		         s->sid, s->client_ip, auth_mech(s->auth) ? auth_mech(s->auth) : "-",
-		         user ? user : "-", auth_error(s->auth));
+		         user ? user : "-", why ? why : "-");
 		/* A fresh SASL object for the next attempt. */
 		auth_session_free(s->auth);
 		s->auth = NULL;

@@ -636,7 +636,7 @@ static void conn_run(struct slot *s, uint32_t events)
 			}
 		}
 		/* read what is there */
-		int got = 0;
+		int got = 0, eof = 0;
 		for (;;) {
 			size_t room = sizeof s->in - s->inlen;
 			if (room == 0)
@@ -648,21 +648,31 @@ static void conn_run(struct slot *s, uint32_t events)
 				int err = SSL_get_error(s->ssl, r);
 				if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE)
 					break;
-				if (s->ph == P_QUIT && s->inlen == 0) {  /* closed after 221 */
-					s->t->st.conns_done++;
-					conn_close(s);
-					return;
-				}
-				tls_fail(s, err);
-				return;
+				unsigned long e = ERR_peek_error();
+				eof = (err == SSL_ERROR_ZERO_RETURN || (err == SSL_ERROR_SYSCALL && e == 0)) ? 1 : 2;
+				break;
 			} else {
 				ssize_t r = recv(s->fd, s->in + s->inlen, room, 0);
 				if (r > 0) { s->inlen += (size_t)r; got = 1; continue; }
 				if (r < 0 && (errno == EAGAIN || errno == EINTR))
 					break;
-				conn_fail(s, "eof");
+				eof = 1;
+				break;
+			}
+		}
+		if (eof) {
+			/* replies that came before the close count first */
+			if (got && parse_replies(s) < 0)
+				return;
+			if (s->fd < 0)
+				return;
+			if (s->ph == P_QUIT && eof == 1) {   /* closed without (or after) 221 */
+				s->t->st.conns_done++;
+				conn_close(s);
 				return;
 			}
+			conn_fail(s, eof == 1 ? "eof" : "tls");
+			return;
 		}
 		if (got) {
 			size_t before = s->outlen - s->outoff;

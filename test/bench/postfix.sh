@@ -9,7 +9,7 @@
 #       missing, without letting the package start the system instance
 #       (a temporary /usr/sbin/policy-rc.d exiting 101).
 #   postfix.sh start DIR SMTPS_PORT SUBMISSION_PORT SINK_PORT CERT KEY SASLDB REALM
-#       writes DIR/etc (main.cf, master.cf), DIR/sasl/smtpd.conf and DIR/queue,
+#       writes DIR/etc (main.cf, master.cf), DIR/etc/sasl/smtpd.conf and DIR/queue,
 #       DIR/data, starts the instance with `postfix -c DIR/etc start` and
 #       waits until both ports answer.
 #   postfix.sh stop DIR       stops it (postfix stop; then the master's PID)
@@ -68,18 +68,20 @@ cmd_start() {
 	[ $# -eq 8 ] || die "usage: postfix.sh start DIR SMTPS_PORT SUBMISSION_PORT SINK_PORT CERT KEY SASLDB REALM"
 	local dir=$1 smtps=$2 subm=$3 sink=$4 cert=$5 key=$6 sasldb=$7 realm=$8
 	[ -x /usr/sbin/postfix ] || die "postfix is not installed (postfix.sh install)"
-	mkdir -p "$dir/etc" "$dir/queue" "$dir/data" "$dir/sasl"
+	mkdir -p "$dir/etc/sasl" "$dir/queue" "$dir/data"
 	dir=$(cd "$dir" && pwd)
-	chmod 755 "$dir" "$dir/etc" "$dir/sasl"
+	chmod 755 "$dir" "$dir/etc" "$dir/etc/sasl"
 	chown postfix "$dir/data"
 	: > "$dir/maillog"; chown postfix "$dir/maillog"
-	cat > "$dir/sasl/smtpd.conf" <<EOF
+	# Debian's Postfix reads $config_directory/sasl/smtpd.conf whatever
+	# cyrus_sasl_config_path says; set both.
+	cat > "$dir/etc/sasl/smtpd.conf" <<EOF
 pwcheck_method: auxprop
 auxprop_plugin: sasldb
 sasldb_path: $sasldb
 mech_list: PLAIN LOGIN
 EOF
-	chmod 644 "$dir/sasl/smtpd.conf"
+	chmod 644 "$dir/etc/sasl/smtpd.conf"
 	cat > "$dir/etc/main.cf" <<EOF
 # Private benchmark instance written by test/bench/postfix.sh
 compatibility_level = 3.6
@@ -99,6 +101,7 @@ inet_protocols = ipv4
 mynetworks = 127.0.0.0/8
 relayhost = [127.0.0.1]:$sink
 maillog_file = $dir/maillog
+maillog_file_prefixes = $dir
 biff = no
 
 # Like Postern: TLS first, then AUTH, then anything; relay only for AUTH users.
@@ -109,7 +112,7 @@ smtpd_tls_loglevel = 0
 smtpd_sasl_auth_enable = yes
 smtpd_sasl_type = cyrus
 smtpd_sasl_path = smtpd
-cyrus_sasl_config_path = $dir/sasl
+cyrus_sasl_config_path = $dir/etc/sasl
 smtpd_sasl_local_domain = $realm
 smtpd_sasl_security_options = noanonymous
 smtpd_relay_restrictions = permit_sasl_authenticated, reject

@@ -8,15 +8,12 @@ import hashlib
 import hmac
 import os
 import re
-import smtplib
 import subprocess
 import threading
 import time
 import warnings
 
-import pytest
-
-from conftest import HOSTNAME, USERS
+from conftest import USERS
 
 MSG = b"Subject: auth test\r\nFrom: alice@mx.test\r\n\r\nbody line\r\n"
 
@@ -220,6 +217,21 @@ def test_wrong_password_delayed_and_logged(postern):
     fails = [line for line in auth_log_lines(postern) if "result=fail" in line]
     assert fails, postern.logtext()
     assert re.search(r"event=auth .*user=alice result=fail", fails[0]), fails
+
+
+def test_failed_auth_log_names_mechanism(postern):
+    """The fail line (what fail2ban reads) says which mechanism was tried,
+    as the success line does."""
+    c = postern.raw("smtps")
+    c.reply()
+    c.cmd("EHLO client.test")
+    assert c.cmd("AUTH LOGIN")[0] == 334
+    assert c.cmd(b64("bob"))[0] == 334
+    assert c.cmd(b64("wrong"))[0] == 535
+    c.close()
+    fails = [line for line in auth_log_lines(postern) if "result=fail" in line]
+    assert len(fails) == 1 and "user=bob" in fails[0], fails
+    assert "mech=LOGIN" in fails[0], fails[0]
 
 
 def test_unknown_user(postern):

@@ -71,7 +71,7 @@ def test_kill9_under_load_loses_nothing(workdir, make_postern):
                         assert code == 250, resp
                         code, resp = c.rcpt(f"t{n}-{k}@example.net")
                         assert code == 250, resp
-                        body = (b"Subject: load %d-%d\r\n\r\n" % (n, k)) + b"x" * 2000 + b"\r\n"
+                        body = (b"Subject: load %d-%d\r\n\r\n" % (n, k)) + (b"x" * 78 + b"\r\n") * 25
                         code, resp = c.data(body)
                         if code == 250:
                             with lock:

@@ -28,6 +28,21 @@ def raise_nofile(need):
     return soft
 
 
+def session_logs(p, client_ports):
+    """The server's log lines of the sessions from these client ports."""
+    log = p.logtext()
+    out = []
+    for port in client_ports:
+        m = re.search(rf"event=connect sid=(\S+) listener=\S+ client=127\.0\.0\.1 port={port}\b", log)
+        if not m:
+            out.append(f"(no session from port {port} in the log)")
+            continue
+        sid = m.group(1)
+        out += [l for l in log.splitlines() if re.search(rf"\bsid={re.escape(sid)}\b", l)]
+        out.append("--")
+    return "\n".join(out)
+
+
 def eml_count(sink):
     return sum(1 for n in os.listdir(sink.dir) if n.endswith(".eml"))
 
@@ -39,11 +54,13 @@ def test_500_concurrent_connections(make_postern, sink):
     barrier = threading.Barrier(N_CLIENTS + 1, timeout=60)
     results = [None] * N_CLIENTS           # qid, or the error as a string
     connected = [False] * N_CLIENTS
+    ports = [None] * N_CLIENTS             # client port, to find the session in the log
 
     def client(i):
         c = None
         try:
             c = smtplib.SMTP_SSL("127.0.0.1", p.ports["smtps"], context=ctx, timeout=60)
+            ports[i] = c.sock.getsockname()[1]
             user = "alice" if i % 2 == 0 else "bob"
             c.login(user, USERS[user])
             connected[i] = True
@@ -55,12 +72,15 @@ def test_500_concurrent_connections(make_postern, sink):
             pass
         if not connected[i]:
             return
+        stage = "MAIL"
         try:
             user = "alice" if i % 2 == 0 else "bob"
             code, resp = c.mail(f"{user}@mx.test")
             assert code == 250, resp
+            stage = "RCPT"
             code, resp = c.rcpt(f"load{i}@example.net")
             assert code == 250, resp
+            stage = "DATA"
             code, resp = c.data(b"Subject: load %d\r\n\r\nmessage number %d\r\n" % (i, i))
             if code == 250:
                 results[i] = QID_RE.search(resp).group(1).decode()
@@ -69,7 +89,7 @@ def test_500_concurrent_connections(make_postern, sink):
             c.quit()
         except Exception as e:             # noqa: BLE001
             if results[i] is None:
-                results[i] = f"transaction: {e!r}"
+                results[i] = f"{stage}: {e!r}"
         finally:
             try:
                 c.close()
@@ -96,12 +116,14 @@ def test_500_concurrent_connections(make_postern, sink):
     t_sent = time.time() - t0
     assert not any(t.is_alive() for t in threads)
 
-    errors = [r for r in results if r is None or not re.fullmatch(r"[0-9A-V]{16}", r)]
-    qids = [r for r in results if r not in errors]
+    failed = [i for i, r in enumerate(results) if r is None or not re.fullmatch(r"[0-9A-V]{16}", r)]
+    errors = [results[i] for i in failed]
+    qids = [r for i, r in enumerate(results) if i not in failed]
     print(f"\n{n_connected}/{N_CLIENTS} connected+authenticated at once after {t_connected:.1f}s; "
           f"{len(qids)} acknowledged after {t_sent:.1f}s")
     assert n_connected == N_CLIENTS, errors[:5]
-    assert errors == [], f"{len(errors)} failed, e.g. {errors[:5]}"
+    assert errors == [], f"{len(errors)} failed, e.g. {errors[:5]}\n" + session_logs(
+        p, [ports[i] for i in failed[:3]])
     assert len(set(qids)) == N_CLIENTS
 
     wait_for(lambda: eml_count(sink) >= N_CLIENTS, timeout=40, interval=0.2,

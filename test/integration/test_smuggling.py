@@ -4,6 +4,7 @@ SMTP transaction, must be refused as a whole (554 5.6.0), never split into
 two messages. Bare LF and bare CR in command lines are refused too
 (RFC 5321 2.3.8, 4.1.1.4)."""
 
+import os
 import socket
 import ssl
 import time
@@ -31,9 +32,15 @@ _clients = []
 
 
 @pytest.fixture(autouse=True)
-def _close_clients(make_postern):
-    """Closes every client before posternd stops: a session left in DATA
-    would make SIGTERM wait for it."""
+def _isolate(request, make_postern):
+    """Empties the sink's directory first: conftest names it after a free
+    port number, which a later test can draw again, and would then find
+    the earlier test's messages there. Closes every client before posternd
+    is stopped: a session left in DATA would make SIGTERM wait for it."""
+    if "sink" in request.fixturenames:
+        d = request.getfixturevalue("sink").dir
+        for name in os.listdir(d):
+            os.unlink(os.path.join(d, name))
     yield
     while _clients:
         _clients.pop().close()

@@ -4,6 +4,7 @@ the handshake, the mx policy (no AUTH, local domains only), a real
 openssl s_client, and old protocol versions refused."""
 
 import base64
+import os
 import re
 import socket
 import ssl
@@ -19,8 +20,15 @@ _clients = []
 
 
 @pytest.fixture(autouse=True)
-def _close_clients(make_postern):
-    """Closes every client before posternd stops."""
+def _isolate(request, make_postern):
+    """Empties the sink's directory first: conftest names it after a free
+    port number, which a later test can draw again, and would then find
+    the earlier test's messages there. Closes every client before posternd
+    is stopped: a session left in DATA would make SIGTERM wait for it."""
+    if "sink" in request.fixturenames:
+        d = request.getfixturevalue("sink").dir
+        for name in os.listdir(d):
+            os.unlink(os.path.join(d, name))
     yield
     while _clients:
         _clients.pop().close()

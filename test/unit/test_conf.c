@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static char dir[64];
@@ -25,7 +26,7 @@ static const char *write_conf(const char *name, const char *text)
 #define GOOD_BASE \
 	"hostname = \"mx.test\"\n" \
 	"listen smtps { address = \"127.0.0.1:10465\" }\n" \
-	"tls { cert = \"c.pem\" key = \"/abs/k.pem\" }\n"
+	"tls { cert = \"c.pem\" key = \"sub/k.pem\" }\n"
 
 START_TEST(test_good)
 {
@@ -60,7 +61,8 @@ START_TEST(test_good)
 	char want[128];
 	snprintf(want, sizeof(want), "%s/c.pem", dir);
 	ck_assert_str_eq(c->tls_cert, want);
-	ck_assert_str_eq(c->tls_key, "/abs/k.pem");
+	snprintf(want, sizeof(want), "%s/sub/k.pem", dir);
+	ck_assert_str_eq(c->tls_key, want);
 	ck_assert_str_eq(c->sasl_mechanisms, "PLAIN LOGIN SCRAM-SHA-256");
 	conf_free(c);
 }
@@ -72,7 +74,7 @@ struct bad_case {
 };
 
 static const struct bad_case bad_cases[] = {
-	{ GOOD_BASE "limits {\n max_message_size = \"lots\"\n}\n", "bad.conf:4: max_message_size: 'lots' is not a size" },
+	{ GOOD_BASE "limits {\n max_message_size = \"lots\"\n}\n", "bad.conf:5: max_message_size: 'lots' is not a size" },
 	{ GOOD_BASE "limits { idle_timeout = \"5 minutes\" }\n", "bad.conf:4: idle_timeout" },
 	{ GOOD_BASE "limits { max_recipients = 0 }\n", "max_recipients: must be a positive number" },
 	{ GOOD_BASE "listen smpts { address = \"127.0.0.1:1\" }\n", "bad.conf:4: listen smpts: the title is not a mode" },
@@ -82,12 +84,14 @@ static const struct bad_case bad_cases[] = {
 	{ GOOD_BASE "relay { downstream = \"http://x\" }\n", "downstream: 'http://x' is not smtp://host:port" },
 	{ GOOD_BASE "bogus = 1\n", "bad.conf:4: no such option 'bogus'" },
 	{ GOOD_BASE "limits { max_recipients = \n", "bad.conf:" },
-	{ "hostname = \"x\"\ntls { cert = \"c\" key = \"k\" }\n", "no listen section" },
+	{ "hostname = \"x\"\ntls { cert = \"c.pem\" key = \"c.pem\" }\n", "no listen section" },
 	{ "listen smtps { address = \"127.0.0.1:1\" }\n", "tls { cert key } are required" },
 	{ GOOD_BASE "listen mx { address = \"127.0.0.1:25\" }\n", "an mx listener needs policy { local_domains }" },
 	{ GOOD_BASE "listen submission { address = \"127.0.0.1:2\" client_cert = \"require\" }\n", "client_cert needs tls { ca }" },
 	{ GOOD_BASE "relay { retry_min = \"2h\" retry_max = \"1h\" }\n", "retry_min must be > 0 and <= retry_max" },
 	{ GOOD_BASE "log { level = \"loud\" }\n", "level: 'loud' is not one of" },
+	{ "listen smtps { address = \"127.0.0.1:1\" }\ntls {\n cert = \"c.pem\"\n key = \"missing.pem\"\n}\n", "bad.conf:4: key: cannot read" },
+	{ GOOD_BASE "limits {\n max_recipients = 5\n idle_timeout = \"soon\"\n}\n", "bad.conf:6: idle_timeout" },
 };
 
 START_TEST(test_bad)
@@ -130,6 +134,18 @@ int main(void)
 	snprintf(dir, sizeof(dir), "/tmp/postern-conf-XXXXXX");
 	if (!mkdtemp(dir))
 		return EXIT_FAILURE;
+	/* The files only have to be readable: their content is checked later. */
+	char path[128];
+	snprintf(path, sizeof(path), "%s/sub", dir);
+	mkdir(path, 0700);
+	const char *files[] = { "c.pem", "sub/k.pem" };
+	for (size_t i = 0; i < ARRAY_LEN(files); i++) {
+		snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
+		FILE *f = fopen(path, "w");
+		if (!f)
+			return EXIT_FAILURE;
+		fclose(f);
+	}
 	Suite *s = suite_create("conf");
 	TCase *tc = tcase_create("core");
 	tcase_add_test(tc, test_good);
