@@ -177,6 +177,7 @@ struct slot {
 	int active;             /* slot still has work */
 	int want_out;           /* epoll interest */
 	int registered;
+	double retry_at;        /* after a failure: not before this */
 };
 
 struct thread {
@@ -306,6 +307,7 @@ static void conn_fail(struct slot *s, const char *what)
 	if (s->ph == P_IDLE)
 		s->t->established--;
 	st->conns_failed++;
+	s->retry_at = now() + 0.05;   /* no busy loop against a refusing server */
 	if (s->tls_up && s->ph != P_QUIT && s->ph != P_CLOSING && s->fd >= 0) {
 		/* try a polite QUIT without waiting for it */
 		static const char q[] = "QUIT\r\n";
@@ -738,6 +740,8 @@ static void *thread_main(void *arg)
 		for (int i = 0; i < t->nslots; i++) {
 			struct slot *s = &t->slots[i];
 			if (s->ph != P_FREE || !s->active)
+				continue;
+			if (s->retry_at > 0 && now() < s->retry_at)
 				continue;
 			if (opt.mode == M_IDLE && t->in_setup >= opt.ramp)
 				break;

@@ -110,7 +110,7 @@ class Sink:
     """The downstream: test/integration/sink.py writing one file per message."""
 
     def __init__(self, base, lmtp=False, extra=()):
-        self.dir = make_dir(os.path.join(base, "sink-%d" % free_port()))
+        self.dir = make_dir(tempfile.mkdtemp(prefix="sink-", dir=base))
         self.port = free_port()
         self.lmtp = lmtp
         self.extra = list(extra)
@@ -253,7 +253,8 @@ class Postern:
 
 
 class RawClient:
-    """Byte-exact SMTP for tests that must send what no library would."""
+    """Byte-exact SMTP for tests that must send what no library would. The
+    greeting is not read on connect: call reply() for it first."""
 
     def __init__(self, postern, mode, cert, timeout):
         self.p = postern

@@ -6,7 +6,6 @@ message really reached the downstream (the capture sink) or not."""
 import base64
 import os
 import re
-import socket
 import time
 
 import pytest

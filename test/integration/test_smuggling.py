@@ -11,7 +11,6 @@ import time
 
 import pytest
 
-from conftest import USERS
 
 VARIANTS = {
     "LF.LF": b"\n.\n",
