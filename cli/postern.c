@@ -13,6 +13,8 @@ static const struct {
 	int (*run)(int argc, char **argv);
 } commands[] = {
 	{ "queue", cli_queue },
+	{ "trace", cli_trace },
+	{ "stats", cli_stats },
 };
 
 static void usage(FILE *out)
@@ -22,7 +24,12 @@ static void usage(FILE *out)
 	        "\n"
 	        "commands:\n"
 	        "  queue [-d SPOOLDIR] [--json]   list the messages waiting for delivery\n"
-	        "                                 (spool default: %s)\n",
+	        "                                 (spool default: %s)\n"
+	        "  trace [options]                find who sent what: look up trace records,\n"
+	        "                                 check a message's trace header, prune\n"
+	        "  stats [options]                accepted, refused, delivered: the figures\n"
+	        "\n"
+	        "\"postern <command> --help\" tells a command's options.\n",
 	        CLI_SPOOL_DIR);
 }
 

@@ -273,6 +273,14 @@ static cfg_opt_t policy_opts[] = {
 	CFG_END()
 };
 
+static cfg_opt_t trace_opts[] = {
+	CFG_BOOL("enabled", cfg_true, CFGF_NONE),
+	CFG_STR("db", NULL, CFGF_NODEFAULT),  /* default: trace.db in the spool */
+	CFG_STR("key_file", NULL, CFGF_NODEFAULT),
+	CFG_BOOL("show_account", cfg_false, CFGF_NONE),
+	CFG_END()
+};
+
 static cfg_opt_t spool_opts[] = {
 	CFG_STR("directory", LOCALSTATEDIR_SPOOL, CFGF_NONE),
 	CFG_END()
@@ -302,6 +310,7 @@ static cfg_opt_t top_opts[] = {
 	CFG_SEC("sasl", sasl_opts, CFGF_NONE),
 	CFG_SEC("limits", limits_opts, CFGF_NONE),
 	CFG_SEC("policy", policy_opts, CFGF_NONE),
+	CFG_SEC("trace", trace_opts, CFGF_NONE),
 	CFG_SEC("spool", spool_opts, CFGF_NONE),
 	CFG_SEC("relay", relay_opts, CFGF_NONE),
 	CFG_END()
@@ -331,6 +340,7 @@ static void conf_set_validators(cfg_t *cfg)
 	cfg_set_validate_func(cfg, "tls|cert", valid_readable);
 	cfg_set_validate_func(cfg, "tls|key", valid_readable);
 	cfg_set_validate_func(cfg, "tls|ca", valid_readable);
+	cfg_set_validate_func(cfg, "trace|key_file", valid_readable);
 	cfg_set_validate_func(cfg, "listen|mode", valid_mode);
 	cfg_set_validate_func(cfg, "listen|address", valid_address);
 	cfg_set_validate_func(cfg, "listen|client_cert", valid_client_cert);
@@ -472,7 +482,16 @@ static void conf_fill(struct conf *c, cfg_t *cfg, const char *dir)
 	for (size_t i = 0; i < c->nlocal_domains; i++)
 		c->local_domains[i] = str_dup(cfg_getnstr(pol, "local_domains", (unsigned)i));
 
+	cfg_t *tr = cfg_getsec(cfg, "trace");
+	c->trace_enabled = cfg_getbool(tr, "enabled");
+	c->trace_db = conf_path(dir, cfg_getstr(tr, "db"));
+	c->trace_key_file = conf_path(dir, cfg_getstr(tr, "key_file"));
+	c->trace_show_account = cfg_getbool(tr, "show_account");
+
 	c->spool_dir = conf_path(dir, cfg_getstr(cfg_getsec(cfg, "spool"), "directory"));
+	/* The spool is the one place the daemon user surely may write. */
+	if (!c->trace_db)
+		c->trace_db = str_printf("%s/trace.db", c->spool_dir);
 
 	cfg_t *rel = cfg_getsec(cfg, "relay");
 	const char *ds = cfg_getstr(rel, "downstream");
@@ -492,6 +511,13 @@ static void conf_fill(struct conf *c, cfg_t *cfg, const char *dir)
 /* Checks that need the whole file; no single line to blame. */
 static int conf_check(const struct conf *c, char *err, size_t errlen)
 {
+	/* The host name also names this gate in trace headers. */
+	size_t hl = strlen(c->hostname);
+	if (hl == 0 || hl > 255 || strspn(c->hostname, "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	    "abcdefghijklmnopqrstuvwxyz0123456789.-_") != hl) {
+		snprintf(err, errlen, "%s: hostname '%s' is not a host name", c->path, c->hostname);
+		return -1;
+	}
 	if (c->nlistens == 0) {
 		snprintf(err, errlen, "%s: no listen section: Postern would accept nothing", c->path);
 		return -1;
@@ -580,7 +606,7 @@ void conf_free(struct conf *c)
 		&c->path, &c->hostname, &c->user, &c->tls_cert, &c->tls_key, &c->tls_ca,
 		&c->tls_ciphers, &c->sasl_service, &c->sasl_mechanisms, &c->sasl_sasldb,
 		&c->sasl_config_dir, &c->spool_dir, &c->relay_downstream, &c->relay_maildir,
-		&c->relay_tls_ca,
+		&c->relay_tls_ca, &c->trace_db, &c->trace_key_file,
 	};
 	for (size_t i = 0; i < ARRAY_LEN(strs); i++)
 		free(*strs[i]);

@@ -68,6 +68,12 @@ struct conf {
 	char **local_domains;
 	size_t nlocal_domains;
 
+	/* trace */
+	bool trace_enabled;
+	char *trace_db;
+	char *trace_key_file;    /* NULL: no trace header */
+	bool trace_show_account; /* name the account in the Received header */
+
 	/* spool and relay */
 	char *spool_dir;
 	char *relay_downstream;  /* NULL: Maildir */

@@ -111,6 +111,12 @@ struct relay_conf {
 	unsigned retry_max;       /* cap of the exponential backoff */
 	unsigned max_queue_time;  /* seconds before a deferred message bounces */
 	unsigned timeout;         /* seconds per downstream read/write */
+	/* Called on a worker thread for every recipient result ("delivered",
+	 * "deferred", "bounced"), for the trace store. Must be thread-safe.
+	 * NULL: results are only logged. */
+	void (*on_result)(void *arg, const char *qid, const char *rcpt, const char *event,
+	                  const char *relay, const char *reply);
+	void *on_result_arg;
 };
 /* A zero field takes its default: hostname gethostname(), workers 4,
  * retry_min 300, retry_max 4000, max_queue_time 5 days, timeout 300. */

@@ -290,6 +290,9 @@ static void log_rcpt(enum log_level level, const char *event, const struct relay
 	str_sanitize(rep, sizeof(rep), reply, strlen(reply));
 	log_msg(level, "event=%s qid=%s rcpt=<%s> relay=%s delay=%.2f reply=\"%s\"%s", event,
 	        env->qid, rcpt, ctx->relay_name, delay, rep, extra);
+	if (ctx->conf.on_result)
+		ctx->conf.on_result(ctx->conf.on_result_arg, env->qid, env->rcpts[i], event,
+		                    ctx->relay_name, reply);
 }
 
 /* retry_min doubled per earlier attempt, capped at retry_max; never past

@@ -130,10 +130,9 @@ static void *spool_thread(void *arg)
 			next = f->next;
 			f->next = sp->finished;
 			sp->finished = f;
-		}
-		/* Wake each loop once even when it has several commits. */
-		for (struct relay_spool_file *f = batch; f; f = f->next)
+			/* libuv coalesces sends: a loop with several commits wakes once. */
 			uv_async_send(f->wake);
+		}
 	}
 	pthread_mutex_unlock(&sp->mu);
 	return NULL;

@@ -20,11 +20,14 @@ if [ ! -f postern.conf ]; then
 	printf '%s' "$password" | "$saslpasswd2" -p -c -f sasldb2 -u localhost demo
 	printf '%s\n' "$password" > password
 	chmod 600 password
-	mkdir -p spool Maildir
+	mkdir -p spool Maildir trace
+	# The key that signs every message's trace header; readable by root only
+	# (posternd reads it before it drops privileges).
+	(umask 077 && printf '1 %s\n' "$(openssl rand -hex 32)" > trace.keys)
 	user_line=""
 	if [ "$(id -u)" -eq 0 ]; then
 		# posternd refuses to keep root: it will run as nobody.
-		chown -R nobody:nogroup spool Maildir
+		chown -R nobody:nogroup spool Maildir trace
 		chgrp nogroup sasldb2
 		chmod 640 sasldb2
 		user_line='user = "nobody"'
@@ -40,6 +43,7 @@ listen mx         { address = "127.0.0.1:10025" }
 tls  { cert = "cert.pem" key = "key.pem" }
 sasl { sasldb = "sasldb2" fail_delay = "1s" }
 policy { local_domains = { "localhost" } }
+trace { db = "trace/trace.db" key_file = "trace.keys" }
 spool { directory = "spool" }
 relay { maildir = "Maildir" }
 CONF
@@ -49,6 +53,7 @@ Postern demo, state in $state
   account:   demo   password: $(cat password)
   listening: 127.0.0.1:10465 (implicit TLS), 127.0.0.1:10587 (STARTTLS), 127.0.0.1:10025 (MX)
   mail goes: $state/Maildir/new/
+  who sent what: $builddir/postern trace -c $state/postern.conf
 Try:  swaks --server 127.0.0.1:10465 --tlsc --auth PLAIN --auth-user demo \\
         --auth-password $(cat password) --from demo@localhost --to you@example.org
 Stop with Ctrl-C.

@@ -15,6 +15,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A client that sends without reading its replies is paused above
+ * WRITE_QUEUE_HIGH bytes of unsent replies, until they drain below LOW. */
+#define WRITE_QUEUE_HIGH (256 * 1024)
+#define WRITE_QUEUE_LOW (64 * 1024)
+/* How long a closing connection may take to take its last reply. */
+#define CLOSE_TIMEOUT 30
+
 struct conn_write {
 	uv_write_t req;
 	uint64_t sid;
@@ -64,9 +71,17 @@ static void conn_write_done(uv_write_t *req, int status)
 		conn_close_now(s);
 		return;
 	}
-	if (s->close_after_flush && uv_stream_get_write_queue_size((uv_stream_t *)&s->tcp) == 0 &&
-	    s->out.len == 0)
+	size_t queued = uv_stream_get_write_queue_size((uv_stream_t *)&s->tcp);
+	if (s->close_after_flush && queued == 0 && s->out.len == 0) {
 		conn_close_now(s);
+		return;
+	}
+	if (s->write_blocked && queued < WRITE_QUEUE_LOW) {
+		s->write_blocked = false;
+		session_resume(s);
+		session_process(s);
+		session_flush(s);
+	}
 }
 
 static void conn_write(struct session *s, const char *data, size_t len)
@@ -115,9 +130,15 @@ void session_flush(struct session *s)
 		buf_consume(&s->out, s->out.len);
 	}
 	buf_shrink(&s->out);
-	if (s->close_after_flush && uv_stream_get_write_queue_size((uv_stream_t *)&s->tcp) == 0 &&
-	    s->out.len == 0)
+	size_t queued = uv_stream_get_write_queue_size((uv_stream_t *)&s->tcp);
+	if (s->close_after_flush && queued == 0 && s->out.len == 0) {
 		conn_close_now(s);
+		return;
+	}
+	if (queued > WRITE_QUEUE_HIGH && !s->write_blocked) {
+		s->write_blocked = true;
+		session_pause(s);
+	}
 }
 
 void session_send(struct session *s, int code, const char *enh, const char *fmt, ...)
@@ -143,6 +164,8 @@ void session_close(struct session *s, bool after_flush)
 		tls_shutdown(s->tls);
 	}
 	s->close_after_flush = true;
+	/* A peer that never reads must not keep us forever. */
+	session_set_timeout(s, CLOSE_TIMEOUT);
 	session_flush(s);
 }
 
@@ -246,7 +269,8 @@ void session_pause(struct session *s)
 
 void session_resume(struct session *s)
 {
-	if (s->reading || s->close_after_flush || uv_is_closing((uv_handle_t *)&s->tcp))
+	if (s->reading || s->close_after_flush || s->write_blocked ||
+	    uv_is_closing((uv_handle_t *)&s->tcp))
 		return;
 	if (uv_read_start((uv_stream_t *)&s->tcp, conn_alloc, conn_read) == 0)
 		s->reading = true;
@@ -316,10 +340,12 @@ void session_accept(uv_stream_t *server, int status)
 	s->counted = true;
 	if (w->stopping || n > w->d->conf->max_connections) {
 		s->state = SS_CLOSING;
-		reply_append(&s->out, 421, NULL, "%s Service not available, too many connections",
+		session_send(s, 421, NULL, "%s Service not available, too many connections",
 		             w->d->conf->hostname);
 		log_info("event=reject sid=%s client=%s code=421 rule=max_connections", s->sid,
 		         s->client_ip);
+		session_trace_reject(s, "CONNECT", "max_connections", 421, "4.7.0",
+		                     "too many connections", NULL);
 		if (l->conf->mode == CONF_MODE_SMTPS) {
 			/* No TLS yet: a plaintext reply would be garbage to a TLS client. */
 			conn_close_now(s);

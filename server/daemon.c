@@ -19,11 +19,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 /* A graceful stop waits this long for messages in flight. */
 #define STOP_GRACE_MS 20000
 #define STOP_POLL_MS 100
+/* ...and then this much more for work the sessions no longer wait for. */
+#define STOP_FORCE_MS 5000
 
 /* ---- session table -------------------------------------------------------- */
 
@@ -121,6 +124,10 @@ struct daemon *daemon_new(struct conf *conf, bool check_only, char *err, size_t 
 	d->nworkers = conf->loops ? conf->loops : (unsigned)(ncpu > 0 ? ncpu : 1);
 	if (daemon_listeners(d, !check_only, err, errlen) < 0 || daemon_auth(d, err, errlen) < 0)
 		goto fail;
+	/* Keys are read now: the file may be readable by root only. */
+	if (conf->trace_key_file &&
+	    trace_keys_load(conf->trace_key_file, &d->trace_keys, &d->ntrace_keys, err, errlen) < 0)
+		goto fail;
 	return d;
 fail:
 	daemon_free(d);
@@ -168,6 +175,14 @@ static void worker_stop_poll(uv_timer_t *t)
 	struct worker *w = t->data;
 	if (w->nsessions > 0 && uv_now(&w->loop) < w->stop_deadline)
 		return;
+	/* A commit or trace write in flight still holds our async handles; it
+	 * ends soon, or the forced stop does. */
+	if (w->inflight > 0) {
+		for (size_t i = 0; i < WORKER_BUCKETS; i++)
+			while (w->buckets[i])
+				session_close(w->buckets[i], false);
+		return;
+	}
 	/* Past the grace period: whatever is still open is cut off. Messages
 	 * not yet acknowledged are lost to us but not to the client, which
 	 * got no 250 and will try again. */
@@ -178,6 +193,7 @@ static void worker_stop_poll(uv_timer_t *t)
 	worker_close_handle((uv_handle_t *)t);
 	worker_close_handle((uv_handle_t *)&w->stop_async);
 	worker_close_handle((uv_handle_t *)&w->commit_async);
+	worker_close_handle((uv_handle_t *)&w->trace_async);
 }
 
 static void worker_stop(uv_async_t *a)
@@ -215,6 +231,8 @@ static int worker_init(struct daemon *d, struct worker *w, unsigned index)
 	w->loop.data = w;
 	uv_async_init(&w->loop, &w->stop_async, worker_stop);
 	uv_async_init(&w->loop, &w->commit_async, worker_commit_done);
+	uv_async_init(&w->loop, &w->trace_async, worker_trace_done);
+	w->trace_async.data = w;
 	uv_timer_init(&w->loop, &w->stop_timer);
 	w->stop_async.data = w;
 	w->commit_async.data = w;
@@ -226,6 +244,21 @@ static int worker_init(struct daemon *d, struct worker *w, unsigned index)
 	return 0;
 }
 
+static void worker_close_any(uv_handle_t *h, void *arg)
+{
+	worker_close_handle(h);
+}
+
+/* A worker whose set-up failed: its thread never ran. */
+static void worker_abort(struct worker *w)
+{
+	uv_walk(&w->loop, worker_close_any, NULL);
+	uv_run(&w->loop, UV_RUN_DEFAULT);
+	uv_loop_close(&w->loop);
+	free(w->servers);
+	w->servers = NULL;
+}
+
 static void worker_fini(struct worker *w)
 {
 	uv_run(&w->loop, UV_RUN_DEFAULT); /* close callbacks */
@@ -235,6 +268,15 @@ static void worker_fini(struct worker *w)
 }
 
 /* ---- main loop: signals ------------------------------------------------------- */
+
+/* Something outlived the grace period (a password backend or an fsync
+ * that never returns). Everything acknowledged is durable already, so
+ * leaving without joining loses nothing. */
+static void daemon_force_stop(uv_timer_t *t)
+{
+	log_err("event=stop_forced note=\"work still running after the grace period\"");
+	_exit(1);
+}
 
 static void daemon_signal(uv_signal_t *sig, int signum)
 {
@@ -250,6 +292,7 @@ static void daemon_signal(uv_signal_t *sig, int signum)
 	log_info("event=stopping signal=%d", signum);
 	for (unsigned i = 0; i < d->nworkers; i++)
 		uv_async_send(&d->workers[i].stop_async);
+	uv_timer_start(d->force_timer, daemon_force_stop, STOP_GRACE_MS + STOP_FORCE_MS, 0);
 }
 
 /* The main loop lives until the last worker has finished, so that a
@@ -261,6 +304,18 @@ static void daemon_worker_gone(uv_async_t *a)
 		uv_stop(a->loop);
 }
 
+/* Delivery results go to the trace record of the message. */
+static void daemon_relay_result(void *arg, const char *qid, const char *rcpt, const char *event,
+                                const char *relay, const char *reply)
+{
+	struct daemon *d = arg;
+	struct trace_delivery td = {
+		.qid = qid, .rcpt = rcpt, .status = event, .relay = relay, .reply = reply,
+		.time = time(NULL),
+	};
+	trace_store_delivery(d->trace, &td);
+}
+
 static struct relay *daemon_relay(struct daemon *d)
 {
 	const struct conf *c = d->conf;
@@ -270,6 +325,7 @@ static struct relay *daemon_relay(struct daemon *d)
 		.tls_ca = c->relay_tls_ca, .hostname = c->hostname, .workers = c->relay_workers,
 		.retry_min = c->relay_retry_min, .retry_max = c->relay_retry_max,
 		.max_queue_time = c->relay_max_queue_time, .timeout = c->relay_timeout,
+		.on_result = d->trace ? daemon_relay_result : NULL, .on_result_arg = d,
 	};
 	char err[512];
 	struct relay *r = relay_start(&rc, d->spool, err, sizeof(err));
@@ -288,6 +344,15 @@ int daemon_run(struct daemon *d)
 		log_err("event=spool_error error=\"%s\"", err);
 		return 1;
 	}
+	if (d->conf->trace_enabled) {
+		d->trace = trace_store_open(d->conf->trace_db, err, sizeof(err));
+		if (!d->trace) {
+			log_err("event=trace_error error=\"%s\"", err);
+			return 1;
+		}
+	} else {
+		log_warn("event=trace_disabled note=\"messages are accepted without a trace record\"");
+	}
 	d->relay = daemon_relay(d);
 	if (!d->relay)
 		return 1;
@@ -298,6 +363,18 @@ int daemon_run(struct daemon *d)
 	uv_async_init(&main_loop, &wake, daemon_worker_gone);
 	wake.data = d;
 	d->main_wake = &wake;
+	uv_timer_t force;
+	uv_timer_init(&main_loop, &force);
+	force.data = d;
+	d->force_timer = &force;
+	/* Signals first: a SIGTERM while the workers start must be heard. */
+	uv_signal_t sigs[3];
+	const int signums[3] = { SIGTERM, SIGINT, SIGHUP };
+	for (int i = 0; i < 3; i++) {
+		uv_signal_init(&main_loop, &sigs[i]);
+		sigs[i].data = d;
+		uv_signal_start(&sigs[i], daemon_signal, signums[i]);
+	}
 	int rc = 0;
 	unsigned started = 0;
 	for (unsigned i = 0; i < d->nworkers && rc == 0; i++) {
@@ -307,15 +384,9 @@ int daemon_run(struct daemon *d)
 			started++;
 		} else {
 			atomic_fetch_sub(&d->workers_running, 1);
+			worker_abort(&d->workers[i]);
 			rc = -1;
 		}
-	}
-	uv_signal_t sigs[3];
-	const int signums[3] = { SIGTERM, SIGINT, SIGHUP };
-	for (int i = 0; i < 3; i++) {
-		uv_signal_init(&main_loop, &sigs[i]);
-		sigs[i].data = d;
-		uv_signal_start(&sigs[i], daemon_signal, signums[i]);
 	}
 	if (rc == 0) {
 		log_info("event=started version=%s loops=%u listeners=%zu", PACKAGE_VERSION, d->nworkers,
@@ -327,17 +398,22 @@ int daemon_run(struct daemon *d)
 	}
 	if (started > 0)
 		uv_run(&main_loop, UV_RUN_DEFAULT);
-	for (int i = 0; i < 3; i++)
-		uv_close((uv_handle_t *)&sigs[i], NULL);
-	uv_close((uv_handle_t *)&wake, NULL);
-	uv_run(&main_loop, UV_RUN_DEFAULT);
-	uv_loop_close(&main_loop);
+	/* Join before closing `wake`: a worker may still be sending to it. */
 	for (unsigned i = 0; i < started; i++) {
 		uv_thread_join(&d->workers[i].thread);
 		worker_fini(&d->workers[i]);
 	}
+	for (int i = 0; i < 3; i++)
+		uv_close((uv_handle_t *)&sigs[i], NULL);
+	uv_close((uv_handle_t *)&wake, NULL);
+	uv_close((uv_handle_t *)&force, NULL);
+	uv_run(&main_loop, UV_RUN_DEFAULT);
+	uv_loop_close(&main_loop);
 	relay_stop(d->relay);
 	d->relay = NULL;
+	if (d->trace)
+		trace_store_close(d->trace);
+	d->trace = NULL;
 	log_info("event=stopped");
 	return rc == 0 ? 0 : 1;
 }
@@ -346,6 +422,10 @@ void daemon_free(struct daemon *d)
 {
 	if (!d)
 		return;
+	if (d->relay)
+		relay_stop(d->relay);
+	if (d->trace)
+		trace_store_close(d->trace);
 	if (d->spool)
 		relay_spool_close(d->spool);
 	for (size_t i = 0; i < d->nlisteners; i++) {
@@ -360,6 +440,9 @@ void daemon_free(struct daemon *d)
 	free(d->listeners);
 	free(d->workers);
 	free(d->auth_mechs);
+	if (d->trace_keys)
+		explicit_bzero(d->trace_keys, d->ntrace_keys * sizeof(*d->trace_keys));
+	free(d->trace_keys);
 	auth_shutdown();
 	conf_free(d->conf);
 	free(d);

@@ -17,6 +17,7 @@
 #include "conf/conf.h"
 #include "policy/policy.h"
 #include "relay/relay.h"
+#include "trace/trace.h"
 
 struct session;
 
@@ -36,12 +37,14 @@ struct worker {
 	uv_thread_t thread;
 	uv_async_t stop_async;
 	uv_async_t commit_async;  /* the spool's commit thread wakes us */
+	uv_async_t trace_async;   /* the trace store's writer wakes us */
 	uv_timer_t stop_timer;    /* bounds a graceful stop */
 	uv_tcp_t *servers;        /* one per listener */
 	struct session *buckets[WORKER_BUCKETS]; /* sessions by id */
 	unsigned nsessions;
 	bool stopping;
 	uint64_t stop_deadline;   /* loop time when a graceful stop gives up */
+	unsigned inflight;        /* commits and trace writes not yet called back */
 	char readbuf[65536];      /* shared by every read on this loop */
 };
 
@@ -53,11 +56,15 @@ struct daemon {
 	unsigned nworkers;
 	struct relay_spool *spool;
 	struct relay *relay;
+	struct trace_store *trace;  /* NULL when trace { enabled = false } */
+	struct trace_key *trace_keys;
+	size_t ntrace_keys;       /* 0: no trace header */
 	char *auth_mechs;         /* what EHLO offers after TLS */
 	atomic_uint nconnections;
 	atomic_bool stopping;
 	atomic_uint workers_running;
 	uv_async_t *main_wake;    /* a worker's loop has ended */
+	uv_timer_t *force_timer;  /* bounds a graceful stop */
 };
 
 /* Binds every listener (as root if needed), loads keys and certificates,

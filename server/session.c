@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define CMD_NEED_HELO 0x1   /* refused before HELO/EHLO */
 
@@ -38,6 +39,9 @@ void tx_reset(struct smtp_tx *tx)
 	free(tx->ret);
 	free(tx->envid);
 	buf_free(&tx->body);
+	if (tx->scan)
+		trace_scan_free(tx->scan);
+	buf_free(&tx->scanned);
 	memset(tx, 0, sizeof(*tx));
 }
 
@@ -72,6 +76,21 @@ void session_error(struct session *s, int code, const char *enh, const char *fmt
 		log_info("event=reject sid=%s client=%s code=421 rule=max_errors", s->sid, s->client_ip);
 		session_close(s, true);
 	}
+}
+
+void session_trace_reject(struct session *s, const char *command, const char *rule, int code,
+                          const char *enh, const char *text, const char *rcpt)
+{
+	struct trace_store *ts = s->w->d->trace;
+	if (!ts)
+		return;
+	struct trace_reject r = {
+		.time = time(NULL), .sid = s->sid, .listener = s->l->conf->name,
+		.client_ip = s->client_ip, .helo = s->helo, .account = s->account,
+		.command = command, .mail_from = s->tx.active ? s->tx.from : NULL, .rcpt = rcpt,
+		.rule = rule, .code = code, .enh = enh, .text = text,
+	};
+	trace_store_reject(ts, &r);
 }
 
 void session_greet(struct session *s)
@@ -219,15 +238,19 @@ static void proceed_mail(struct session *s, struct smtp_cmd *cmd)
 	session_policy_view(s, &ps);
 	policy_check_mail(&s->l->policy, &ps, cmd->path, &v);
 	if (v.code) {
+		session_trace_reject(s, "MAIL", v.rule, v.code, v.enh, v.text, NULL);
 		session_error(s, v.code, v.enh, "%s", v.text);
 		return;
 	}
 	if (cmd->has_size && cmd->size > c->max_message_size) {
-		session_error(s, 552, "5.3.4", "Message size exceeds fixed maximum message size");
+		static const char text[] = "Message size exceeds fixed maximum message size";
+		session_trace_reject(s, "MAIL", "max_size", 552, "5.3.4", text, NULL);
+		session_error(s, 552, "5.3.4", "%s", text);
 		return;
 	}
 	if (cmd->body == SMTP_BODY_BINARYMIME) {
-		session_error(s, 504, "5.5.4", "BODY=BINARYMIME not supported");
+		/* Not advertised: an unrecognised parameter value (RFC 3030 3). */
+		session_error(s, 555, "5.5.4", "BODY=BINARYMIME not supported");
 		return;
 	}
 	struct smtp_tx *tx = &s->tx;
@@ -260,6 +283,7 @@ static void proceed_rcpt(struct session *s, struct smtp_cmd *cmd)
 	session_policy_view(s, &ps);
 	policy_check_rcpt(&s->l->policy, &ps, cmd->path, tx->nrcpts, &v);
 	if (v.code) {
+		session_trace_reject(s, "RCPT", v.rule, v.code, v.enh, v.text, cmd->path);
 		session_error(s, v.code, v.enh, "<%s>: %s", cmd->path, v.text);
 		return;
 	}
@@ -359,11 +383,17 @@ void session_process(struct session *s)
 			break;
 		if (s->close_after_flush)
 			break;
+		if (s->shutting_down && s->state == SS_COMMAND && !s->tx.bdat_started) {
+			session_shutdown(s);
+			break;
+		}
 		char *line;
 		size_t len;
 		int rc = smtp_reader_next(&s->reader, &line, &len);
 		if (rc == SMTP_LINE_NONE)
 			break;
+		if (rc != SMTP_LINE_OK && s->state == SS_AUTH_INPUT)
+			session_auth_abort(s); /* a broken response ends the exchange */
 		if (rc == SMTP_LINE_TOO_LONG) {
 			session_error(s, 500, "5.5.2", "Error: line too long");
 			continue;
@@ -377,11 +407,12 @@ void session_process(struct session *s)
 			session_auth_input(s, line, len);
 		else
 			session_command(s, line, len);
-		if (s->shutting_down && s->state == SS_COMMAND) {
-			session_shutdown(s);
-			break;
-		}
 	}
+	/* Completions (AUTH, commit, refusals) come back here with nothing
+	 * buffered: a pending shutdown must not wait for the client. */
+	if (s->shutting_down && s->state == SS_COMMAND && !s->close_after_flush &&
+	    !s->tx.bdat_started)
+		session_shutdown(s);
 }
 
 void session_input(struct session *s, const char *data, size_t len)
@@ -396,6 +427,11 @@ void session_input(struct session *s, const char *data, size_t len)
 
 void session_timeout(struct session *s)
 {
+	if (s->close_after_flush) {
+		/* The last reply was never taken. */
+		session_close(s, false);
+		return;
+	}
 	switch (s->state) {
 	case SS_AUTH_WAIT:
 	case SS_COMMIT_WAIT:
@@ -432,6 +468,8 @@ void session_shutdown(struct session *s)
 		session_close(s, false);
 		return;
 	default:
+		if (s->close_after_flush)
+			return;
 		session_send(s, 421, "4.3.2", "%s Service shutting down", session_conf(s)->hostname);
 		session_close(s, true);
 	}

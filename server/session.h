@@ -19,6 +19,7 @@
 #include "server/daemon.h"
 #include "server/smtp_parse.h"
 #include "tls/tls.h"
+#include "trace/trace.h"
 
 enum session_state {
 	SS_HANDSHAKE,     /* TLS handshake in progress (smtps, after STARTTLS) */
@@ -55,6 +56,11 @@ struct smtp_tx {
 	unsigned bdat_flags;      /* smtp_data_flag for BDAT content */
 	size_t bdat_line;
 	bool io_error;            /* the spool file could not be written */
+	char trace_id[TRACE_ID_LEN + 1];
+	int64_t time;             /* arrival, as in the Received header */
+	struct trace_scan *scan;  /* trace header and SHA-256, NULL when off */
+	struct buf scanned;       /* scan output waiting for the spool */
+	uint64_t size;            /* message bytes as spooled */
 };
 
 struct session {
@@ -79,6 +85,7 @@ struct session {
 	struct buf out;           /* replies waiting for the next flush */
 	bool reading;
 	bool close_after_flush;
+	bool write_blocked;       /* too many unsent replies: reading paused */
 	bool counted;             /* holds a slot in d->nconnections */
 
 	char *helo;
@@ -121,6 +128,12 @@ void session_error(struct session *s, int code, const char *enh, const char *fmt
 /* session_auth.c */
 void session_cmd_auth(struct session *s, struct smtp_cmd *cmd);
 void session_auth_input(struct session *s, char *line, size_t len);
+/* Ends an AUTH exchange without a reply (the caller answers). */
+void session_auth_abort(struct session *s);
+
+/* Records a refused attempt in the trace store (and nothing else). */
+void session_trace_reject(struct session *s, const char *command, const char *rule, int code,
+                          const char *enh, const char *text, const char *rcpt);
 
 /* session_data.c */
 void session_cmd_data(struct session *s, struct smtp_cmd *cmd);
@@ -129,5 +142,6 @@ void session_cmd_bdat(struct session *s, struct smtp_cmd *cmd);
  * false when it needs more input. */
 bool session_data_input(struct session *s);
 void worker_commit_done(uv_async_t *async);
+void worker_trace_done(uv_async_t *async);
 
 #endif

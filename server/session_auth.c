@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* RFC 4954 4: a client response line may be 12288 octets. */
 #define AUTH_LINE_MAX 12288
@@ -66,7 +67,7 @@ static void session_auth_result(struct session *s, struct auth_work *aw)
 		         s->client_ip, user ? user : "-");
 		session_error(s, 454, "4.7.0", "Temporary authentication failure");
 		break;
-	default:
+	default: {
 		const char *why = auth_error(s->auth);
 		if (why && strcmp(why, "bad base64") == 0) {
 			/* RFC 4954 4: an undecodable response is a syntax error. */
@@ -77,6 +78,13 @@ static void session_auth_result(struct session *s, struct auth_work *aw)
 			break;
 		}
 		user = auth_attempted_user(s->auth);
+		struct trace_reject tr = {
+			.time = time(NULL), .sid = s->sid, .listener = s->l->conf->name,
+			.client_ip = s->client_ip, .helo = s->helo, .account = user, .command = "AUTH",
+			.rule = "auth_failed", .code = 535, .enh = "5.7.8", .text = why,
+		};
+		if (s->w->d->trace)
+			trace_store_reject(s->w->d->trace, &tr);
 		/* This line is what fail2ban matches: keep its shape. */
 		log_info("event=auth sid=%s client=%s mech=%s user=%s result=fail reason=\"%s\"",
 		         s->sid, s->client_ip, auth_mech(s->auth) ? auth_mech(s->auth) : "-",
@@ -87,6 +95,7 @@ static void session_auth_result(struct session *s, struct auth_work *aw)
 		s->state = SS_AUTH_DELAY;
 		break;
 	}
+	}
 	if (s->state != SS_AUTH_INPUT)
 		s->reader.max_line = s->w->d->conf->max_command_line;
 }
@@ -94,6 +103,8 @@ static void session_auth_result(struct session *s, struct auth_work *aw)
 static void auth_delay_done(uv_timer_t *t)
 {
 	struct session *s = t->data;
+	if (s->close_after_flush || s->state != SS_AUTH_DELAY)
+		return;
 	s->state = SS_COMMAND;
 	session_error(s, 535, "5.7.8", "Authentication credentials invalid");
 	session_set_timeout(s, s->w->d->conf->idle_timeout);
@@ -191,13 +202,18 @@ void session_cmd_auth(struct session *s, struct smtp_cmd *cmd)
 	session_auth_dispatch(s, cmd->mech, cmd->initial);
 }
 
+void session_auth_abort(struct session *s)
+{
+	s->state = SS_COMMAND;
+	s->reader.max_line = s->w->d->conf->max_command_line;
+	auth_session_free(s->auth);
+	s->auth = NULL;
+}
+
 void session_auth_input(struct session *s, char *line, size_t len)
 {
 	if (strcmp(line, "*") == 0) {
-		s->state = SS_COMMAND;
-		s->reader.max_line = s->w->d->conf->max_command_line;
-		auth_session_free(s->auth);
-		s->auth = NULL;
+		session_auth_abort(s);
 		session_error(s, 501, "5.0.0", "Authentication cancelled");
 		return;
 	}

@@ -33,14 +33,18 @@ static int data_open_spool(struct session *s)
 {
 	struct smtp_tx *tx = &s->tx;
 	bool tls = s->tls && s->tls_ready;
+	tx->time = time(NULL);
 	struct relay_envelope env = {
-		.time = time(NULL), .from = tx->from, .rcpts = tx->rcpts, .nrcpts = tx->nrcpts,
+		.time = tx->time, .from = tx->from, .rcpts = tx->rcpts, .nrcpts = tx->nrcpts,
 		.ret = tx->ret, .envid = tx->envid, .smtputf8 = tx->smtputf8,
 		.eightbit = tx->eightbit,
 	};
 	memcpy(env.qid, tx->qid, sizeof(env.qid));
 	const char *fp = tls ? tls_peer_fingerprint(s->tls) : NULL;
+	struct daemon *d = s->w->d;
+	trace_new_id(tx->trace_id);
 	const char *kv[] = {
+		"trace_id", tx->trace_id,
 		"sid", s->sid, "listener", s->l->conf->name, "client", s->client_ip,
 		"helo", s->helo, "auth", s->account, "mech", s->auth_mech,
 		"tls", tls ? tls_version(s->tls) : NULL, "cipher", tls ? tls_cipher(s->tls) : NULL,
@@ -56,13 +60,19 @@ static int data_open_spool(struct session *s)
 		.tls_version = tls ? tls_version(s->tls) : NULL,
 		.tls_cipher = tls ? tls_cipher(s->tls) : NULL,
 		.tls_bits = tls ? tls_cipher_bits(s->tls) : 0, .cert_fingerprint = fp,
-		.authenticated = s->account != NULL, .account = s->account, .show_account = false,
+		.authenticated = s->account != NULL, .account = s->account,
+		.show_account = data_conf(s)->trace_show_account,
 		.hostname = data_conf(s)->hostname, .qid = tx->qid,
 		.single_rcpt = tx->nrcpts == 1 ? tx->rcpts[0] : NULL, .time = env.time,
 	};
 	struct buf hdr;
 	buf_init(&hdr);
 	trace_received(&hdr, &r);
+	if (d->ntrace_keys) {
+		tx->scan = trace_scan_new(&d->trace_keys[0], data_conf(s)->hostname, tx->trace_id,
+		                          tx->time);
+		trace_scan_prefix(tx->scan, hdr.data, hdr.len);
+	}
 	int rc = relay_spool_write(tx->spool, hdr.data, hdr.len);
 	buf_free(&hdr);
 	if (rc < 0) {
@@ -116,6 +126,12 @@ void session_cmd_data(struct session *s, struct smtp_cmd *cmd)
 
 /* ---- commit ------------------------------------------------------------ */
 
+static void commit_ctx_free(struct commit_ctx *cc)
+{
+	cc->w->inflight--;
+	free(cc);
+}
+
 static void data_committed(int status, void *arg)
 {
 	struct commit_ctx *cc = arg;
@@ -126,21 +142,21 @@ static void data_committed(int status, void *arg)
 	if (!s) {
 		if (status == 0)
 			log_info("event=queued qid=%s note=\"client left before the reply\"", cc->qid);
-		free(cc);
+		commit_ctx_free(cc);
 		return;
 	}
 	struct smtp_tx *tx = &s->tx;
 	if (status == 0) {
-		log_info("event=queued sid=%s qid=%s from=<%s> nrcpt=%zu size=%llu user=%s", s->sid,
-		         cc->qid, tx->from, tx->nrcpts, (unsigned long long)tx->data.size,
-		         s->account ? s->account : "-");
+		log_info("event=queued sid=%s qid=%s trace_id=%s from=<%s> nrcpt=%zu size=%llu user=%s",
+		         s->sid, cc->qid, tx->trace_id[0] ? tx->trace_id : "-", tx->from, tx->nrcpts,
+		         (unsigned long long)tx->size, s->account ? s->account : "-");
 		session_send(s, 250, "2.0.0", "Ok: queued as %s", cc->qid);
 	} else {
 		log_err("event=spool_error sid=%s qid=%s error=\"commit: %s\"", s->sid, cc->qid,
 		        strerror(-status));
 		session_error(s, 451, "4.3.0", "Error: queue file write error");
 	}
-	free(cc);
+	commit_ctx_free(cc);
 	tx_reset(tx);
 	if (s->state == SS_COMMIT_WAIT)
 		s->state = SS_COMMAND;
@@ -154,18 +170,92 @@ static void data_committed(int status, void *arg)
 	session_flush(s);
 }
 
+static void data_spool_commit(struct session *s, struct commit_ctx *cc)
+{
+	struct relay_spool_file *f = s->tx.spool;
+	s->tx.spool = NULL;
+	relay_spool_commit(f, &s->w->loop, &s->w->commit_async, data_committed, cc);
+}
+
+/* The trace record is durable: now the message itself. */
+static void data_traced(int status, void *arg)
+{
+	struct commit_ctx *cc = arg;
+	struct session *s = worker_find_session(cc->w, cc->sid);
+	if (!s) {
+		commit_ctx_free(cc);
+		return;
+	}
+	if (status == 0) {
+		data_spool_commit(s, cc);
+		return;
+	}
+	/* Never accept mail we could not trace. */
+	log_err("event=trace_error sid=%s qid=%s error=\"%s\"", s->sid, cc->qid, strerror(-status));
+	commit_ctx_free(cc);
+	tx_reset(&s->tx);
+	s->state = SS_COMMAND;
+	session_error(s, 451, "4.3.0", "Error: cannot record the message; try again later");
+	session_resume(s);
+	session_process(s);
+	session_flush(s);
+}
+
+static void data_trace_record(struct session *s, struct trace_record *r)
+{
+	struct smtp_tx *tx = &s->tx;
+	bool tls = s->tls && s->tls_ready;
+	memset(r, 0, sizeof(*r));
+	memcpy(r->qid, tx->qid, sizeof(r->qid));
+	memcpy(r->trace_id, tx->trace_id, sizeof(r->trace_id));
+	r->time = tx->time;
+	r->sid = s->sid;
+	r->listener = s->l->conf->name;
+	r->client_ip = s->client_ip;
+	r->client_port = s->client_port;
+	r->helo = s->helo;
+	if (tls) {
+		r->tls_version = tls_version(s->tls);
+		r->tls_cipher = tls_cipher(s->tls);
+		r->tls_sni = tls_sni(s->tls);
+		r->cert_fp = tls_peer_fingerprint(s->tls);
+		r->cert_subject = tls_peer_subject(s->tls);
+		r->cert_issuer = tls_peer_issuer(s->tls);
+	}
+	r->sasl_mech = s->auth_mech;
+	r->account = s->account;
+	r->mail_from = tx->from;
+	r->rcpts = (const char *const *)tx->rcpts;
+	r->nrcpts = tx->nrcpts;
+	r->size = tx->size;
+	r->body_sha256 = tx->scan ? trace_scan_sha256(tx->scan) : NULL;
+	r->message_id = tx->scan ? trace_scan_message_id(tx->scan) : NULL;
+}
+
 static void data_commit(struct session *s)
 {
+	struct daemon *d = s->w->d;
 	struct commit_ctx *cc = xmalloc(sizeof(*cc));
 	cc->w = s->w;
 	cc->sid = s->id;
 	memcpy(cc->qid, s->tx.qid, sizeof(cc->qid));
+	s->w->inflight++;
 	s->state = SS_COMMIT_WAIT;
 	session_pause(s);
-	struct relay_spool_file *f = s->tx.spool;
-	s->tx.spool = NULL;
-	/* Keep the body size for the log line: the decoder holds it. */
-	relay_spool_commit(f, &s->w->loop, &s->w->commit_async, data_committed, cc);
+	if (!d->trace) {
+		data_spool_commit(s, cc);
+		return;
+	}
+	/* The record first: a message is never queued without it. */
+	struct trace_record r;
+	data_trace_record(s, &r);
+	trace_store_add(d->trace, &r, &s->w->loop, &s->w->trace_async, data_traced, cc);
+}
+
+void worker_trace_done(uv_async_t *async)
+{
+	struct worker *w = async->data;
+	trace_store_drain(w->d->trace, &w->loop);
 }
 
 void worker_commit_done(uv_async_t *async)
@@ -177,26 +267,59 @@ void worker_commit_done(uv_async_t *async)
 /* Refuses a message whose content broke a rule; the transaction ends. */
 static bool data_refuse(struct session *s, unsigned flags)
 {
-	if (flags & SMTP_DATA_ERR_TOO_BIG)
-		session_error(s, 552, "5.3.4", "Message size exceeds fixed maximum message size");
-	else if (flags & (SMTP_DATA_ERR_BARE_LF | SMTP_DATA_ERR_BARE_CR))
-		session_error(s, 554, "5.6.0", "Message contains bare CR or LF (RFC 5321 2.3.8)");
-	else if (flags & SMTP_DATA_ERR_LONG_LINE)
-		session_error(s, 554, "5.6.0", "Message has a line longer than %u characters",
-		              data_conf(s)->max_text_line);
-	else
+	int code = 554;
+	const char *enh = "5.6.0", *text, *rule;
+	if (flags & SMTP_DATA_ERR_TOO_BIG) {
+		code = 552, enh = "5.3.4", rule = "max_size";
+		text = "Message size exceeds fixed maximum message size";
+	} else if (flags & (SMTP_DATA_ERR_BARE_LF | SMTP_DATA_ERR_BARE_CR)) {
+		rule = "bare_newline";
+		text = "Message contains bare CR or LF (RFC 5321 2.3.8)";
+	} else if (flags & SMTP_DATA_ERR_LONG_LINE) {
+		rule = "line_length";
+		text = "Message has a line longer than the limit (RFC 5321 4.5.3.1.6)";
+	} else {
 		return false;
+	}
+	session_trace_reject(s, "DATA", rule, code, enh, text, NULL);
+	session_error(s, code, enh, "%s", text);
 	log_info("event=refused sid=%s qid=%s flags=%#x", s->sid, s->tx.qid, flags);
 	return true;
+}
+
+/* Message bytes on their way to the spool, through the trace scanner
+ * (which adds the trace header and hashes what is relayed). */
+static int data_emit(struct session *s, const char *p, size_t n)
+{
+	struct smtp_tx *tx = &s->tx;
+	if (n == 0)
+		return 0;
+	tx->size += n;
+	if (!tx->scan)
+		return relay_spool_write(tx->spool, p, n);
+	trace_scan_feed(tx->scan, p, n, &tx->scanned);
+	int rc = relay_spool_write(tx->spool, tx->scanned.data, tx->scanned.len);
+	buf_consume(&tx->scanned, tx->scanned.len);
+	return rc;
 }
 
 static int data_write_body(struct session *s)
 {
 	struct smtp_tx *tx = &s->tx;
-	if (!tx->body.len)
-		return 0;
-	int rc = relay_spool_write(tx->spool, tx->body.data, tx->body.len);
+	int rc = data_emit(s, tx->body.data, tx->body.len);
 	buf_consume(&tx->body, tx->body.len);
+	return rc;
+}
+
+/* The end of the message: what the scanner held back goes out. */
+static int data_emit_end(struct session *s)
+{
+	struct smtp_tx *tx = &s->tx;
+	if (!tx->scan)
+		return 0;
+	trace_scan_finish(tx->scan, &tx->scanned);
+	int rc = relay_spool_write(tx->spool, tx->scanned.data, tx->scanned.len);
+	buf_free(&tx->scanned);
 	return rc;
 }
 
@@ -205,7 +328,8 @@ static void data_end(struct session *s)
 	struct smtp_tx *tx = &s->tx;
 	unsigned flags = tx->data.flags;
 	s->state = SS_COMMAND;
-	if (data_refuse(s, flags) || tx->io_error || data_write_body(s) < 0) {
+	if (data_refuse(s, flags) || tx->io_error || data_write_body(s) < 0 ||
+	    data_emit_end(s) < 0) {
 		if (!flags)
 			session_error(s, 451, "4.3.0", "Error: queue file write error");
 		tx_reset(tx);
@@ -267,8 +391,10 @@ static void bdat_chunk_done(struct session *s)
 	}
 	if (tx->bdat_last && tx->bdat_prev_cr)
 		tx->bdat_flags |= SMTP_DATA_ERR_BARE_CR;
-	if (relay_spool_size(tx->spool) > c->max_message_size)
+	if (tx->size > c->max_message_size)
 		tx->bdat_flags |= SMTP_DATA_ERR_TOO_BIG;
+	if (tx->bdat_last && !tx->bdat_flags && !tx->io_error && data_emit_end(s) < 0)
+		tx->io_error = true;
 	if (data_refuse(s, tx->bdat_flags) || tx->io_error) {
 		if (!tx->bdat_flags)
 			session_error(s, 451, "4.3.0", "Error: queue file write error");
@@ -278,12 +404,10 @@ static void bdat_chunk_done(struct session *s)
 		return;
 	}
 	if (tx->bdat_last) {
-		tx->data.size = relay_spool_size(tx->spool);
 		data_commit(s);
 		return;
 	}
-	session_send(s, 250, "2.0.0", "%llu octets received",
-	             (unsigned long long)relay_spool_size(tx->spool));
+	session_send(s, 250, "2.0.0", "%llu octets received", (unsigned long long)tx->size);
 }
 
 static bool data_input_bdat(struct session *s)
@@ -298,9 +422,9 @@ static bool data_input_bdat(struct session *s)
 		if (tx->spool && !tx->bdat_flags) {
 			const struct conf *c = data_conf(s);
 			bdat_scan(tx, in, n, c->max_text_line > 2 ? c->max_text_line - 2 : 0);
-			if (relay_spool_size(tx->spool) + n > c->max_message_size)
+			if (tx->size + n > c->max_message_size)
 				tx->bdat_flags |= SMTP_DATA_ERR_TOO_BIG;
-			else if (!tx->bdat_flags && relay_spool_write(tx->spool, in, n) < 0)
+			else if (!tx->bdat_flags && data_emit(s, in, n) < 0)
 				tx->io_error = true;
 		}
 		smtp_reader_skip(&s->reader, n);

@@ -1,15 +1,24 @@
 /*
- * trace.h - who sent what: the Received header now; the trace store,
- * the signed trace header and lookups later.
+ * trace.h - who sent what. The Received header; the trace store (SQLite,
+ * one record per accepted message and per refused attempt, written by one
+ * thread in batched transactions); the signed trace header that lets a copy
+ * of a message be matched to its record; lookups and statistics.
  *
- * Ownership: builders append to the caller's buffer.
+ * Ownership: builders append to the caller's buffer. trace_store_open()
+ * returns a store owned by the caller, freed by trace_store_close(). Records
+ * handed to trace_store_* are copied; the caller keeps its own.
  */
 #ifndef POSTERN_TRACE_H
 #define POSTERN_TRACE_H
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <time.h>
+#include <uv.h>
 #include "common/common.h"
+
+/* ---- Received header --------------------------------------------------- */
 
 struct trace_received {
 	const char *helo;         /* as the client gave it */
@@ -35,5 +44,248 @@ void trace_received(struct buf *out, const struct trace_received *r);
 
 /* RFC 5322 date-time in local time with numeric zone. out holds 64. */
 void trace_date(char out[64], time_t t);
+
+/* ---- trace ids and keys ------------------------------------------------ */
+
+/* Trace ids: 26 characters of RFC 4648 base32 (lowercase), 128 random bits. */
+#define TRACE_ID_LEN 26
+void trace_new_id(char out[TRACE_ID_LEN + 1]);
+
+#define TRACE_KEY_ID_MAX 32
+#define TRACE_KEY_MAX 64
+struct trace_key {
+	char id[TRACE_KEY_ID_MAX + 1];   /* [A-Za-z0-9._-]+ */
+	unsigned char key[TRACE_KEY_MAX];
+	size_t keylen;                   /* at least 16 bytes */
+};
+
+/* Reads a key file: one key per line, "<key-id> <secret in hex or base64>",
+ * '#' comments and blank lines ignored. The first key signs; all verify
+ * (rotation: put the new key first, keep the old ones below). Returns the
+ * number of keys (>= 1) into *nkeys with keys allocated (free()), or -1
+ * with "file:line: reason" in err. The file must not be readable by others
+ * (mode & 077 == 0), else -1. */
+int trace_keys_load(const char *path, struct trace_key **keys, size_t *nkeys,
+                    char *err, size_t errlen);
+
+/* ---- trace header (X-Postern-Trace) ----------------------------------- */
+
+/* Appends "X-Postern-Trace: v=1; g=<gate>; id=<trace id>; t=<unix time>;
+ * k=<key id>; m=<base64 HMAC-SHA-256>" ending in CRLF, folded if long. The
+ * MAC covers the gate name, the trace id, the time and the Message-ID
+ * (exactly as found, or empty when the message has none), so that a copy
+ * whose header or Message-ID was altered is detected. */
+void trace_header_make(struct buf *out, const struct trace_key *key, const char *gate,
+                       const char *trace_id, int64_t time, const char *message_id);
+
+enum trace_verdict {
+	TRACE_VALID,        /* ours, MAC verifies */
+	TRACE_MISSING,      /* no X-Postern-Trace header in the message */
+	TRACE_MALFORMED,    /* a header is there but cannot be parsed */
+	TRACE_OTHER_GATE,   /* well-formed, for another gate name */
+	TRACE_UNKNOWN_KEY,  /* our gate name, but a key id we do not have */
+	TRACE_FORGED,       /* MAC does not verify: forged or altered */
+};
+const char *trace_verdict_name(enum trace_verdict v);
+
+struct trace_found {
+	enum trace_verdict verdict;
+	char trace_id[TRACE_ID_LEN + 1];
+	int64_t time;
+	char gate[256];
+	char key_id[TRACE_KEY_ID_MAX + 1];
+	char message_id[1000];  /* as found in the message, "" when none */
+};
+
+/* Finds and checks our trace header in a raw message (RFC 5322) or in an
+ * abuse report (ARF, RFC 5965: multipart/report with a message/rfc822 or
+ * text/rfc822-headers part; also a message forwarded as an attachment).
+ * Returns 0 with *f filled (f->verdict says what was found), or -1 when the
+ * input is not a message at all. */
+int trace_header_find(const char *msg, size_t len, const char *gate,
+                      const struct trace_key *keys, size_t nkeys, struct trace_found *f);
+
+/* ---- streaming: the message as it is spooled --------------------------- */
+
+/* Sits between the DATA decoder and the spool file: passes message bytes
+ * through, notes the Message-ID, inserts the trace header at the end of the
+ * header block (before the empty line, or at the end when the message has
+ * no body), and computes the SHA-256 of the message as relayed (everything
+ * it outputs after the caller's own prefix, trace header included). */
+struct trace_scan;
+struct trace_scan *trace_scan_new(const struct trace_key *key, const char *gate,
+                                  const char *trace_id, int64_t time);
+void trace_scan_free(struct trace_scan *ts);
+/* Hashes bytes written before the message (our Received header). */
+void trace_scan_prefix(struct trace_scan *ts, const void *data, size_t len);
+/* Message bytes in; output (to be spooled) appended to out. */
+void trace_scan_feed(struct trace_scan *ts, const void *data, size_t len, struct buf *out);
+/* End of message: flushes what is held back (appended to out). */
+void trace_scan_finish(struct trace_scan *ts, struct buf *out);
+/* After finish: lowercase hex SHA-256 (65 bytes) and the Message-ID ("" if none). */
+const char *trace_scan_sha256(const struct trace_scan *ts);
+const char *trace_scan_message_id(const struct trace_scan *ts);
+
+/* ---- the store ------------------------------------------------------------ */
+
+struct trace_record {
+	char qid[ID_LEN + 1];
+	char trace_id[TRACE_ID_LEN + 1];
+	int64_t time;
+	const char *sid;
+	const char *listener;
+	const char *client_ip;
+	unsigned client_port;
+	const char *reverse_name;
+	const char *helo;
+	const char *tls_version;
+	const char *tls_cipher;
+	const char *tls_sni;
+	const char *cert_fp;
+	const char *cert_subject;
+	const char *cert_issuer;
+	const char *sasl_mech;
+	const char *account;
+	const char *mail_from;
+	const char *const *rcpts;
+	size_t nrcpts;
+	uint64_t size;
+	const char *body_sha256;
+	const char *message_id;
+	const char *smime_status;   /* NULL until S/MIME exists */
+	const char *trust_class;
+};
+
+struct trace_reject {
+	int64_t time;
+	const char *sid;
+	const char *listener;
+	const char *client_ip;
+	const char *helo;
+	const char *account;        /* authenticated, or the name tried in AUTH */
+	const char *command;        /* "AUTH", "MAIL", "RCPT", "DATA", "CONNECT" ... */
+	const char *mail_from;
+	const char *rcpt;
+	const char *rule;           /* "auth_failed", "relay_denied", "max_size" ... */
+	int code;
+	const char *enh;
+	const char *text;
+};
+
+struct trace_delivery {
+	const char *qid;
+	const char *rcpt;
+	const char *status;         /* "delivered", "deferred", "bounced" */
+	const char *relay;
+	const char *reply;
+	int64_t time;
+};
+
+struct trace_store;
+
+/* Opens (creating or migrating the schema, WAL mode) and starts the writer
+ * thread. Returns NULL with err filled. */
+struct trace_store *trace_store_open(const char *path, char *err, size_t errlen);
+void trace_store_close(struct trace_store *ts);
+
+/* Queues a record; done(status, arg) runs later on `loop` (after `wake` is
+ * signalled and the owner calls trace_store_drain) once the record is
+ * committed (0) or failed (-errno / -EIO). Batched with other records. */
+typedef void (*trace_done_cb)(int status, void *arg);
+void trace_store_add(struct trace_store *ts, const struct trace_record *rec, uv_loop_t *loop,
+                     uv_async_t *wake, trace_done_cb done, void *arg);
+void trace_store_drain(struct trace_store *ts, uv_loop_t *loop);
+/* Fire and forget: refused attempts and delivery results. Thread-safe. */
+void trace_store_reject(struct trace_store *ts, const struct trace_reject *r);
+void trace_store_delivery(struct trace_store *ts, const struct trace_delivery *d);
+
+/* ---- lookups and statistics (read-only, for the operator's tool) -------- */
+
+/* Filters, all optional (NULL / 0) and combined with AND. Addresses and
+ * accounts match without regard to (ASCII) case. */
+struct trace_query {
+	const char *qid;
+	const char *trace_id;
+	const char *message_id;   /* with or without the angle brackets */
+	const char *account;
+	const char *client_ip;    /* an address or a CIDR block, IPv4 or IPv6 */
+	const char *cert_fp;      /* SHA-256 hex; colons and case do not matter */
+	const char *mail_from;    /* the envelope sender */
+	const char *rcpt;         /* any of the recipients */
+	int64_t since;            /* time >= since, when not 0 */
+	int64_t until;            /* time < until, when not 0 */
+	unsigned limit;           /* 0: all */
+};
+
+struct trace_rcpt_status {
+	const char *rcpt;
+	const char *status;       /* "queued", "delivered", "deferred", "bounced" */
+	const char *relay;        /* NULL until a delivery attempt */
+	const char *reply;
+	int64_t time;             /* of the latest result; 0 while queued */
+};
+
+/* One matching message. Everything points into the store's memory and is
+ * valid only during the callback. rec.rcpts lists the same recipients. */
+struct trace_match {
+	struct trace_record rec;
+	const struct trace_rcpt_status *rcpts;
+	size_t nrcpts;
+};
+typedef void (*trace_match_cb)(const struct trace_match *m, void *arg);
+
+/* Opens the database at path read-only and calls cb for each matching
+ * message, newest first. Returns the number of matches, -EINVAL for a bad
+ * filter (a malformed address or fingerprint), or -EIO when the database
+ * cannot be read; err says why. */
+int trace_query_run(const char *path, const struct trace_query *q, trace_match_cb cb,
+                    void *arg, char *err, size_t errlen);
+
+/* Deletes the messages (with their recipients) and the refusals older than
+ * `before` (unix time), in short transactions so that the daemon's writes
+ * wait little. Returns 0 with the counts, or -EIO with err filled. */
+int trace_prune(const char *path, int64_t before, uint64_t *messages, uint64_t *rejects,
+                char *err, size_t errlen);
+
+/* A figure per key: a listener, a rule, an account, an address, a TLS
+ * version or cipher ("" stands for none). */
+struct trace_count {
+	char *key;
+	uint64_t count;
+	uint64_t bytes;           /* message sizes, where that means something */
+};
+struct trace_counts {
+	struct trace_count *v;
+	size_t n;
+};
+
+/* Figures over [since, until) (0: unbounded). Delivery figures concern the
+ * recipients of the messages accepted in that window, by their latest
+ * result; delays are that result's time minus the message's, nearest-rank
+ * median and 99th percentile, over the delivered ones. */
+struct trace_stats {
+	uint64_t messages, bytes, recipients;
+	uint64_t rejects;
+	struct trace_counts accepted_by_listener;
+	struct trace_counts rejected_by_rule;
+	struct trace_counts rejected_by_listener;
+	struct trace_counts auth_failures_by_account;   /* rule "auth_failed" */
+	struct trace_counts auth_failures_by_ip;
+	struct trace_counts top_accounts;              /* by message count */
+	struct trace_counts top_accounts_by_bytes;
+	struct trace_counts top_ips;
+	struct trace_counts top_ips_by_bytes;
+	struct trace_counts tls_versions;
+	struct trace_counts tls_ciphers;
+	uint64_t queued, delivered, deferred, bounced;
+	int64_t delay_median, delay_p99;   /* seconds; -1 when nothing delivered */
+};
+
+/* Fills *st (lists of at most `top` entries for the "top" and per-account /
+ * per-address lists, all entries for the others). Returns 0, or -EIO with
+ * err filled. trace_stats_free() releases the lists, also after failure. */
+int trace_stats_run(const char *path, int64_t since, int64_t until, unsigned top,
+                    struct trace_stats *st, char *err, size_t errlen);
+void trace_stats_free(struct trace_stats *st);
 
 #endif

@@ -302,6 +302,14 @@ static void conn_fail(struct slot *s, const char *what)
 {
 	struct stats *st = &s->t->st;
 	err_count(st, phase_name[s->ph], what);
+	if (getenv("PGEN_DEBUG") && s->fd >= 0) {
+		struct sockaddr_in la;
+		socklen_t ll = sizeof la;
+		getsockname(s->fd, (struct sockaddr *)&la, &ll);
+		fprintf(stderr, "pgen: debug: %s in %s: local port %d, msgs done %d, out %zu/%zu, in %zu, "
+		        "%.3f s after the connect\n", what, phase_name[s->ph], ntohs(la.sin_port), s->msgs_done,
+		        s->outoff, s->outlen, s->inlen, now() - s->t_conn);
+	}
 	if (s->ph >= P_MAIL && s->ph <= P_DOT)
 		st->msgs_failed++;
 	if (s->ph == P_IDLE)

@@ -30,6 +30,22 @@ USERS = {"alice": "alice-secret", "bob": "bob-secret", "carol@example.org": "car
 IS_ROOT = os.geteuid() == 0
 
 
+def untraced(msg):
+    """The message without Postern's X-Postern-Trace header (and its folded
+    continuation lines), for tests that compare content byte for byte."""
+    nl = b"\r\n" if b"\r\n" in msg else b"\n"
+    out, skipping = [], False
+    for line in msg.split(nl):
+        if line.lower().startswith(b"x-postern-trace:"):
+            skipping = True
+            continue
+        if skipping and line[:1] in (b" ", b"\t"):
+            continue
+        skipping = False
+        out.append(line)
+    return nl.join(out)
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -153,12 +169,18 @@ class Postern:
     """A running posternd with its own configuration and state."""
 
     def __init__(self, base, pki, sasldb, downstream=None, extra="", listen_extra=None,
-                 limits="", relay_extra=""):
+                 limits="", relay_extra="", trace=""):
         self.base = base
         self.pki = pki
         self.ports = {"smtps": free_port(), "submission": free_port(), "mx": free_port()}
         self.spool = make_dir(os.path.join(base, "spool"), for_daemon=True)
         self.maildir = make_dir(os.path.join(base, "Maildir"), for_daemon=True)
+        self.trace_dir = make_dir(os.path.join(base, "trace"), for_daemon=True)
+        self.trace_db = os.path.join(self.trace_dir, "trace.db")
+        self.keys = os.path.join(base, "trace.keys")
+        with open(self.keys, "w") as f:
+            f.write("k1 " + os.urandom(32).hex() + "\n")
+        os.chmod(self.keys, 0o600)
         self.log_path = os.path.join(base, "posternd.log")
         self.conf = os.path.join(base, "postern.conf")
         listen_extra = listen_extra or {}
@@ -176,6 +198,7 @@ class Postern:
             f'sasl {{ sasldb = "{sasldb}" fail_delay = "1s" }}',
             f'limits {{ max_message_size = "1M" max_recipients = 20 idle_timeout = "30s" {limits} }}',
             'policy { local_domains = { "example.org", "mx.test" } }',
+            f'trace {{ db = "{self.trace_db}" key_file = "{self.keys}" {trace} }}',
             f'spool {{ directory = "{self.spool}" }}',
             f'relay {{ {relay} retry_min = "1s" retry_max = "2s" timeout = "10s" {relay_extra} }}',
             extra,
@@ -209,6 +232,11 @@ class Postern:
 
     def kill9(self):
         return self.stop(signal.SIGKILL)
+
+    def postern(self, *args, check=False):
+        """Runs the operator tool against this instance's configuration."""
+        return subprocess.run([POSTERN, *args], capture_output=True, text=True, check=check,
+                              timeout=60)
 
     def logtext(self):
         with open(self.log_path, "r", errors="replace") as f:

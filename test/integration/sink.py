@@ -20,6 +20,7 @@ Prints "ready" once listening; exits on SIGTERM or SIGINT.
 import argparse
 import os
 import signal
+import socket
 import socketserver
 import ssl
 import sys
@@ -73,6 +74,8 @@ def angle_addr(arg):
 
 class Session(socketserver.StreamRequestHandler):
     def setup(self):
+        # Replies are small writes: without this each waits for a delayed ACK.
+        self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if self.server.args.implicit_tls:
             self.request = self.server.tls.wrap_socket(self.request, server_side=True)
         super().setup()

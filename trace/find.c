@@ -1,0 +1,548 @@
+/*
+ * find.c - finds our X-Postern-Trace header in a message as an abuse desk
+ * gets it: the message itself, or an abuse report (ARF, RFC 5965) or a
+ * forward carrying it as a message/rfc822, text/rfc822-headers or .eml
+ * part, possibly base64 or quoted-printable encoded, nested a few levels.
+ *
+ * Which header counts when there are several: every one found is judged,
+ * the top-level header block first, then the parts in document order, and
+ * the best verdict wins, the first of equals:
+ *
+ *   VALID > UNKNOWN_KEY > FORGED > OTHER_GATE > MALFORMED > MISSING
+ *
+ * A header that verifies settles it. Next come headers naming our gate,
+ * since the question asked is "did this pass through us": one under a key
+ * we no longer hold may well be genuine (its trace id is worth a lookup),
+ * and one that fails the MAC means our name was forged or the message was
+ * altered, which the desk must see rather than a mere mention of another
+ * gate. Then other gates, then what did not parse. Parts are only searched
+ * while nothing has verified.
+ *
+ * Lines may end in CRLF or LF alone (reports are often saved with LF).
+ * Decoded attachments are allocated per part and freed before returning;
+ * nothing returned points into the input.
+ */
+#include "trace/trace.h"
+#include "trace/header_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* Levels searched below the top, each part and each enclosed message
+ * counting one: report > part > attached message > its part > ... It
+ * bounds the stack and the decoded copies held at once. */
+#define MAX_DEPTH 8
+#define BOUNDARY_MAX 200
+
+struct search {
+	const char *gate;
+	const struct trace_key *keys;
+	size_t nkeys;
+	struct trace_found *best;
+};
+
+struct field {
+	const char *name;
+	size_t nlen;
+	const char *val;
+	size_t vlen;
+};
+
+static bool wsp(int c)
+{
+	return c == ' ' || c == '\t';
+}
+
+static int rank(enum trace_verdict v)
+{
+	switch (v) {
+	case TRACE_VALID: return 5;
+	case TRACE_UNKNOWN_KEY: return 4;
+	case TRACE_FORGED: return 3;
+	case TRACE_OTHER_GATE: return 2;
+	case TRACE_MALFORMED: return 1;
+	case TRACE_MISSING: return 0;
+	}
+	return 0;
+}
+
+/* ---- header blocks --------------------------------------------------- */
+
+/* "name:" with printable non-space characters, WSP allowed before the
+ * colon (RFC 5322 obsolete syntax), the colon within TRACE__FIELD_NAME_MAX
+ * bytes. Returns the offset of the colon or 0 when the line is no field. */
+static size_t field_colon(const char *line, size_t n, size_t *nlen)
+{
+	if (n > TRACE__FIELD_NAME_MAX)
+		n = TRACE__FIELD_NAME_MAX;
+	size_t i = 0;
+	while (i < n && line[i] != ':' && (unsigned char)line[i] > 32 &&
+	       (unsigned char)line[i] < 127)
+		i++;
+	size_t name = i;
+	while (i < n && wsp(line[i]))
+		i++;
+	if (name == 0 || i == n || line[i] != ':')
+		return 0;
+	*nlen = name;
+	return i;
+}
+
+/* Splits an entity into header block and body. The header block is the run
+ * of field lines and their continuations; the empty line ends it (and is
+ * neither), so does any other line (which starts the body). scan.c inserts
+ * the trace header by the same rule, so both agree on which Message-ID and
+ * which headers a message has. */
+static void split_entity(const char *p, size_t len, size_t *hlen, size_t *body)
+{
+	size_t i = 0;
+	while (i < len) {
+		const char *nl = memchr(p + i, '\n', len - i);
+		size_t le = nl ? (size_t)(nl - p) : len;
+		size_t nlen;
+		if (p[i] == '\n' || (p[i] == '\r' && i + 1 < len && p[i + 1] == '\n')) {
+			*hlen = i;
+			*body = i + (p[i] == '\n' ? 1 : 2);
+			return;
+		}
+		if (wsp(p[i]) ? i == 0 : field_colon(p + i, le - i, &nlen) == 0) {
+			*hlen = i;
+			*body = i;
+			return;
+		}
+		if (!nl)
+			break;
+		i = le + 1;
+	}
+	*hlen = len;
+	*body = len;
+}
+
+/* The next field of a header block, continuation lines included. Within
+ * what split_entity() calls the header block every line is one; the
+ * skipping is for safety. */
+static bool next_field(const char *blk, size_t len, size_t *pos, struct field *f)
+{
+	while (*pos < len) {
+		size_t ls = *pos;
+		const char *nl = memchr(blk + ls, '\n', len - ls);
+		size_t le = nl ? (size_t)(nl - blk) : len;
+		size_t next = nl ? le + 1 : len;
+		size_t nlen, colon;
+		*pos = next;
+		if (wsp(blk[ls]) || (colon = field_colon(blk + ls, le - ls, &nlen)) == 0)
+			continue;
+		while (next < len && wsp(blk[next])) {
+			nl = memchr(blk + next, '\n', len - next);
+			le = nl ? (size_t)(nl - blk) : len;
+			next = nl ? le + 1 : len;
+		}
+		*pos = next;
+		if (le > ls && blk[le - 1] == '\r')
+			le--;
+		f->name = blk + ls;
+		f->nlen = nlen;
+		f->val = blk + ls + colon + 1;
+		f->vlen = le - (ls + colon + 1);
+		return true;
+	}
+	return false;
+}
+
+static bool field_is(const struct field *f, const char *name)
+{
+	return strlen(name) == f->nlen && strncasecmp(f->name, name, f->nlen) == 0;
+}
+
+static bool find_field(const char *blk, size_t len, const char *name, struct field *f)
+{
+	size_t pos = 0;
+	while (next_field(blk, len, &pos, f))
+		if (field_is(f, name))
+			return true;
+	return false;
+}
+
+/* ---- MIME parameters (RFC 2045 5.1, comments and all) --------------- */
+
+struct ctype {
+	char type[32];
+	char sub[64];
+	char boundary[BOUNDARY_MAX + 1];
+	bool eml;  /* a name or filename parameter ending in ".eml" */
+};
+
+static const char *skip_cfws(const char *p, const char *end)
+{
+	int depth = 0;
+	while (p < end) {
+		if (depth > 0 && *p == '\\' && p + 1 < end) {
+			p += 2;
+			continue;
+		}
+		if (*p == '(')
+			depth++;
+		else if (*p == ')' && depth > 0)
+			depth--;
+		else if (depth == 0 && !wsp(*p) && *p != '\r' && *p != '\n')
+			break;
+		p++;
+	}
+	return p;
+}
+
+static bool tspecial(int c)
+{
+	return c <= 32 || c >= 127 || strchr("()<>@,;:\\\"/[]?=", c) != NULL;
+}
+
+/* Reads a token (lowercased when asked) or, when value is set, a quoted
+ * string or anything up to ';' or whitespace (mailers do write unquoted
+ * boundaries with '='). Truncates into out; returns false if it did. */
+static bool read_word(const char **pp, const char *end, char *out, size_t size, bool value,
+                      bool lower)
+{
+	const char *p = *pp;
+	size_t o = 0;
+	bool fits = true;
+	if (value && p < end && *p == '"') {
+		for (p++; p < end && *p != '"'; p++) {
+			if (*p == '\\' && p + 1 < end)
+				p++;
+			if (o + 1 < size)
+				out[o++] = *p;
+			else
+				fits = false;
+		}
+		if (p < end)
+			p++;
+	} else {
+		for (; p < end; p++) {
+			char c = *p;
+			if (value ? (c == ';' || wsp(c) || c == '\r' || c == '\n') : tspecial((unsigned char)c))
+				break;
+			if (lower && c >= 'A' && c <= 'Z')
+				c = (char)(c + 32);
+			if (o + 1 < size)
+				out[o++] = c;
+			else
+				fits = false;
+		}
+	}
+	out[o] = '\0';
+	*pp = p;
+	return fits;
+}
+
+static bool ends_with_eml(const char *s)
+{
+	size_t n = strlen(s);
+	return n >= 4 && strcasecmp(s + n - 4, ".eml") == 0;
+}
+
+/* Content-Type (with_type) or Content-Disposition: fills what we use. */
+static void parse_params(const char *v, size_t n, bool with_type, struct ctype *ct)
+{
+	const char *p = v, *end = v + n;
+	if (with_type) {
+		p = skip_cfws(p, end);
+		read_word(&p, end, ct->type, sizeof(ct->type), false, true);
+		p = skip_cfws(p, end);
+		if (p < end && *p == '/') {
+			p = skip_cfws(p + 1, end);
+			read_word(&p, end, ct->sub, sizeof(ct->sub), false, true);
+		}
+	}
+	while (p < end) {
+		const char *semi = memchr(p, ';', (size_t)(end - p));
+		if (!semi)
+			break;
+		p = skip_cfws(semi + 1, end);
+		char attr[32], val[BOUNDARY_MAX + 1];
+		read_word(&p, end, attr, sizeof(attr), false, true);
+		p = skip_cfws(p, end);
+		if (p >= end || *p != '=')
+			continue;
+		p = skip_cfws(p + 1, end);
+		bool fits = read_word(&p, end, val, sizeof(val), true, false);
+		if (strcmp(attr, "boundary") == 0 && fits && val[0])
+			memcpy(ct->boundary, val, strlen(val) + 1);
+		else if ((strcmp(attr, "name") == 0 || strcmp(attr, "filename") == 0 ||
+		          strcmp(attr, "name*") == 0 || strcmp(attr, "filename*") == 0) &&
+		         ends_with_eml(val))
+			ct->eml = true;
+	}
+}
+
+static void entity_type(const char *hdr, size_t hlen, const char *dflt, struct ctype *ct)
+{
+	struct field f;
+	memset(ct, 0, sizeof(*ct));
+	if (find_field(hdr, hlen, "Content-Type", &f))
+		parse_params(f.val, f.vlen, true, ct);
+	if (!ct->type[0] || !ct->sub[0]) {
+		/* RFC 2045 5.2: unparseable means the default */
+		const char *slash = strchr(dflt, '/');
+		memcpy(ct->type, dflt, (size_t)(slash - dflt));
+		ct->type[slash - dflt] = '\0';
+		str_lcpy(ct->sub, slash + 1, sizeof(ct->sub));
+	}
+	if (find_field(hdr, hlen, "Content-Disposition", &f)) {
+		struct ctype d;
+		memset(&d, 0, sizeof(d));
+		parse_params(f.val, f.vlen, false, &d);
+		ct->eml |= d.eml;
+	}
+}
+
+/* ---- transfer encodings ----------------------------------------------- */
+
+static int b64val(int c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	if (c == '+')
+		return 62;
+	if (c == '/')
+		return 63;
+	return -1;
+}
+
+static int hexval(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* Lenient, as receivers are (RFC 2045 6.8): characters outside the
+ * alphabet are skipped, '=' ends the data. */
+static size_t b64_decode(const char *s, size_t n, char *out)
+{
+	unsigned acc = 0;
+	int bits = 0;
+	size_t o = 0;
+	for (size_t i = 0; i < n && s[i] != '='; i++) {
+		int v = b64val((unsigned char)s[i]);
+		if (v < 0)
+			continue;
+		acc = (acc << 6) | (unsigned)v;
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			out[o++] = (char)(acc >> bits);
+		}
+	}
+	return o;
+}
+
+static size_t qp_decode(const char *s, size_t n, char *out)
+{
+	size_t o = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] != '=') {
+			out[o++] = s[i];
+			continue;
+		}
+		size_t j = i + 1;
+		while (j < n && wsp(s[j]))
+			j++;
+		if (j < n && (s[j] == '\n' || (s[j] == '\r' && j + 1 < n && s[j + 1] == '\n'))) {
+			i = s[j] == '\n' ? j : j + 1; /* soft line break */
+		} else if (i + 2 < n && hexval((unsigned char)s[i + 1]) >= 0 &&
+		           hexval((unsigned char)s[i + 2]) >= 0) {
+			out[o++] = (char)(hexval((unsigned char)s[i + 1]) << 4 |
+			                  hexval((unsigned char)s[i + 2]));
+			i += 2;
+		} else {
+			out[o++] = '=';
+		}
+	}
+	return o;
+}
+
+/* ---- the search ---------------------------------------------------------- */
+
+static void search_message(struct search *s, const char *p, size_t len, int depth);
+
+static bool done(const struct search *s)
+{
+	return s->best->verdict == TRACE_VALID;
+}
+
+static bool message_like(const struct ctype *ct)
+{
+	if (strcmp(ct->type, "message") == 0)
+		return strcmp(ct->sub, "rfc822") == 0 || strcmp(ct->sub, "global") == 0 ||
+		       strcmp(ct->sub, "rfc822-headers") == 0 ||
+		       strcmp(ct->sub, "global-headers") == 0;
+	if (strcmp(ct->type, "text") == 0 && strcmp(ct->sub, "rfc822-headers") == 0)
+		return true;
+	return ct->eml;
+}
+
+/* A delimiter line (without its LF): "--" boundary, then "--" for the
+ * close delimiter or only transport padding (RFC 2046 5.1.1). */
+static bool delimiter(const char *line, size_t n, const char *b, size_t blen, bool *close)
+{
+	if (n < 2 + blen || line[0] != '-' || line[1] != '-' || memcmp(line + 2, b, blen) != 0)
+		return false;
+	size_t i = 2 + blen;
+	if (i + 1 < n && line[i] == '-' && line[i + 1] == '-') {
+		*close = true;
+		return true;
+	}
+	while (i < n && (wsp(line[i]) || line[i] == '\r'))
+		i++;
+	*close = false;
+	return i == n;
+}
+
+static void search_entity(struct search *s, const char *hdr, size_t hlen, const char *body,
+                          size_t blen, const char *dflt, int depth);
+
+static void search_multipart(struct search *s, const struct ctype *ct, const char *body,
+                             size_t blen, int depth)
+{
+	const char *b = ct->boundary;
+	size_t bl = strlen(b);
+	const char *dflt = strcmp(ct->sub, "digest") == 0 ? "message/rfc822" : "text/plain";
+	size_t pos = 0, start = 0;
+	bool in_part = false;
+	while (pos < blen && !done(s)) {
+		const char *nl = memchr(body + pos, '\n', blen - pos);
+		size_t le = nl ? (size_t)(nl - body) : blen;
+		size_t next = nl ? le + 1 : blen;
+		bool close;
+		if (body[pos] == '-' && delimiter(body + pos, le - pos, b, bl, &close)) {
+			if (in_part) {
+				/* The line break before a delimiter belongs to it. */
+				size_t end = pos;
+				if (end > start && body[end - 1] == '\n')
+					end--;
+				if (end > start && body[end - 1] == '\r')
+					end--;
+				size_t hl, off;
+				split_entity(body + start, end - start, &hl, &off);
+				search_entity(s, body + start, hl, body + start + off, end - start - off,
+				              dflt, depth + 1);
+			}
+			if (close)
+				return;
+			in_part = true;
+			start = next;
+		}
+		pos = next;
+	}
+	if (in_part && !done(s) && start < blen) {
+		/* No close delimiter: reports are often cut short. */
+		size_t hl, off;
+		split_entity(body + start, blen - start, &hl, &off);
+		search_entity(s, body + start, hl, body + start + off, blen - start - off, dflt,
+		              depth + 1);
+	}
+}
+
+static void search_entity(struct search *s, const char *hdr, size_t hlen, const char *body,
+                          size_t blen, const char *dflt, int depth)
+{
+	if (depth > MAX_DEPTH || done(s))
+		return;
+	struct ctype ct;
+	entity_type(hdr, hlen, dflt, &ct);
+	if (strcmp(ct.type, "multipart") == 0) {
+		if (ct.boundary[0])
+			search_multipart(s, &ct, body, blen, depth);
+		return;
+	}
+	if (!message_like(&ct))
+		return;
+	struct field f;
+	char cte[32] = "";
+	if (find_field(hdr, hlen, "Content-Transfer-Encoding", &f)) {
+		const char *p = skip_cfws(f.val, f.val + f.vlen);
+		read_word(&p, f.val + f.vlen, cte, sizeof(cte), false, true);
+	}
+	bool b64 = strcmp(cte, "base64") == 0, qp = strcmp(cte, "quoted-printable") == 0;
+	if (!b64 && !qp) {
+		search_message(s, body, blen, depth + 1);
+		return;
+	}
+	char *dec = xmalloc(blen + 1);
+	size_t n = b64 ? b64_decode(body, blen, dec) : qp_decode(body, blen, dec);
+	search_message(s, dec, n, depth + 1);
+	free(dec);
+}
+
+/* One message (or headers only): judge its trace headers, then look inside
+ * unless one verified. */
+static void search_message(struct search *s, const char *p, size_t len, int depth)
+{
+	size_t hlen, off;
+	split_entity(p, len, &hlen, &off);
+
+	struct trace__msgid m;
+	struct field f;
+	trace__msgid_init(&m);
+	if (find_field(p, hlen, "Message-ID", &f))
+		trace__msgid_add(&m, f.val, f.vlen);
+	if (depth == 0)
+		memcpy(s->best->message_id, m.v, m.len + 1);
+
+	size_t pos = 0;
+	while (next_field(p, hlen, &pos, &f)) {
+		if (!field_is(&f, "X-Postern-Trace"))
+			continue;
+		struct trace_found c;
+		c.verdict = trace__header_check(f.val, f.vlen, s->gate, s->keys, s->nkeys, m.v, &c);
+		if (rank(c.verdict) > rank(s->best->verdict)) {
+			memcpy(c.message_id, m.v, m.len + 1);
+			*s->best = c;
+			if (done(s))
+				return;
+		}
+	}
+	search_entity(s, p, hlen, p + off, len - off, "text/plain", depth);
+}
+
+/* A message starts with a header field (after an mbox "From " line, which
+ * a saved report may carry). */
+static bool looks_like_message(const char *msg, size_t len, size_t *skip)
+{
+	size_t nlen;
+	*skip = 0;
+	for (int i = 0; i < 2; i++) {
+		const char *p = msg + *skip;
+		size_t n = len - *skip;
+		const char *nl = memchr(p, '\n', n);
+		size_t le = nl ? (size_t)(nl - p) : n;
+		if (n > 0 && field_colon(p, le, &nlen) != 0)
+			return true;
+		if (i > 0 || !nl || n < 5 || memcmp(p, "From ", 5) != 0)
+			return false;
+		*skip = le + 1;
+	}
+	return false;
+}
+
+int trace_header_find(const char *msg, size_t len, const char *gate,
+                      const struct trace_key *keys, size_t nkeys, struct trace_found *f)
+{
+	memset(f, 0, sizeof(*f));
+	f->verdict = TRACE_MISSING;
+	size_t skip;
+	if (!msg || !looks_like_message(msg, len, &skip))
+		return -1;
+	struct search s = { .gate = gate, .keys = keys, .nkeys = nkeys, .best = f };
+	search_message(&s, msg + skip, len - skip, 0);
+	return 0;
+}

@@ -1,0 +1,500 @@
+/*
+ * store.c - the writing side of the trace store. Event loops hand records,
+ * refusals and delivery results to one writer thread through a queue; the
+ * thread takes everything waiting and writes it in one transaction (group
+ * commit: one WAL fsync for the whole batch). Only after the commit does a
+ * record's owner hear "done", on its own loop: it wakes the loop's async
+ * handle and the loop calls trace_store_drain(), as relay/spool.c does. A
+ * failed commit fails every record in the batch (-EIO), so the server
+ * answers 4xx and never accepts mail it has no record of. No write ever
+ * runs on an event loop.
+ *
+ * Ownership: trace_store_open() returns a store owned by the caller, freed
+ * by trace_store_close(), which first writes everything queued. What the
+ * trace_store_* calls are given is deep-copied at once; the caller keeps
+ * its own. Completions nobody drained before close are dropped with the
+ * store (their loops are gone).
+ */
+#include "trace/store_int.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum item_kind { ITEM_RECORD, ITEM_REJECT, ITEM_DELIVERY };
+
+struct item {
+	enum item_kind kind;
+	union {
+		struct trace_record rec;
+		struct trace_reject rej;
+		struct trace_delivery del;
+	} u;
+	/* records only: who hears about the commit */
+	uv_loop_t *loop;
+	uv_async_t *wake;
+	trace_done_cb done;
+	void *arg;
+	int status;
+	struct item *next;
+};
+
+struct trace_store {
+	sqlite3 *db;                 /* the writer thread's alone after open */
+	sqlite3_stmt *ins_message, *ins_rcpt, *ins_reject, *upd_delivery;
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct item *pending, **pending_tail;    /* for the writer */
+	struct item *finished, **finished_tail;  /* records waiting for their loop */
+	uint64_t commits;
+	bool stopping;
+};
+
+/* ---- deep copies --------------------------------------------------------- */
+
+#define STR(type, field) offsetof(struct type, field)
+static const size_t record_strs[] = {
+	STR(trace_record, sid), STR(trace_record, listener), STR(trace_record, client_ip),
+	STR(trace_record, reverse_name), STR(trace_record, helo), STR(trace_record, tls_version),
+	STR(trace_record, tls_cipher), STR(trace_record, tls_sni), STR(trace_record, cert_fp),
+	STR(trace_record, cert_subject), STR(trace_record, cert_issuer),
+	STR(trace_record, sasl_mech), STR(trace_record, account), STR(trace_record, mail_from),
+	STR(trace_record, body_sha256), STR(trace_record, message_id),
+	STR(trace_record, smime_status), STR(trace_record, trust_class),
+};
+static const size_t reject_strs[] = {
+	STR(trace_reject, sid), STR(trace_reject, listener), STR(trace_reject, client_ip),
+	STR(trace_reject, helo), STR(trace_reject, account), STR(trace_reject, command),
+	STR(trace_reject, mail_from), STR(trace_reject, rcpt), STR(trace_reject, rule),
+	STR(trace_reject, enh), STR(trace_reject, text),
+};
+static const size_t delivery_strs[] = {
+	STR(trace_delivery, qid), STR(trace_delivery, rcpt), STR(trace_delivery, status),
+	STR(trace_delivery, relay), STR(trace_delivery, reply),
+};
+#undef STR
+
+static const char **str_at(void *obj, size_t off)
+{
+	return (const char **)((char *)obj + off);
+}
+
+static void dup_strs(void *obj, const size_t *offs, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		const char **p = str_at(obj, offs[i]);
+		if (*p)
+			*p = str_dup(*p);
+	}
+}
+
+static void free_strs(void *obj, const size_t *offs, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free((void *)*str_at(obj, offs[i]));
+}
+
+static void item_free(struct item *it)
+{
+	switch (it->kind) {
+	case ITEM_RECORD:
+		for (size_t i = 0; i < it->u.rec.nrcpts; i++)
+			free((void *)it->u.rec.rcpts[i]);
+		free((void *)it->u.rec.rcpts);
+		free_strs(&it->u.rec, record_strs, ARRAY_LEN(record_strs));
+		break;
+	case ITEM_REJECT:
+		free_strs(&it->u.rej, reject_strs, ARRAY_LEN(reject_strs));
+		break;
+	case ITEM_DELIVERY:
+		free_strs(&it->u.del, delivery_strs, ARRAY_LEN(delivery_strs));
+		break;
+	}
+	free(it);
+}
+
+static void enqueue(struct trace_store *ts, struct item *it)
+{
+	it->next = NULL;
+	pthread_mutex_lock(&ts->mu);
+	*ts->pending_tail = it;
+	ts->pending_tail = &it->next;
+	pthread_cond_signal(&ts->cv);
+	pthread_mutex_unlock(&ts->mu);
+}
+
+void trace_store_add(struct trace_store *ts, const struct trace_record *rec, uv_loop_t *loop,
+                     uv_async_t *wake, trace_done_cb done, void *arg)
+{
+	struct item *it = xcalloc(1, sizeof(*it));
+	it->kind = ITEM_RECORD;
+	it->u.rec = *rec;
+	dup_strs(&it->u.rec, record_strs, ARRAY_LEN(record_strs));
+	char **rcpts = xcalloc(rec->nrcpts ? rec->nrcpts : 1, sizeof(*rcpts));
+	for (size_t i = 0; i < rec->nrcpts; i++)
+		rcpts[i] = str_dup(rec->rcpts[i]);
+	it->u.rec.rcpts = (const char *const *)rcpts;
+	it->loop = loop;
+	it->wake = wake;
+	it->done = done;
+	it->arg = arg;
+	enqueue(ts, it);
+}
+
+void trace_store_reject(struct trace_store *ts, const struct trace_reject *r)
+{
+	struct item *it = xcalloc(1, sizeof(*it));
+	it->kind = ITEM_REJECT;
+	it->u.rej = *r;
+	dup_strs(&it->u.rej, reject_strs, ARRAY_LEN(reject_strs));
+	enqueue(ts, it);
+}
+
+void trace_store_delivery(struct trace_store *ts, const struct trace_delivery *d)
+{
+	struct item *it = xcalloc(1, sizeof(*it));
+	it->kind = ITEM_DELIVERY;
+	it->u.del = *d;
+	dup_strs(&it->u.del, delivery_strs, ARRAY_LEN(delivery_strs));
+	enqueue(ts, it);
+}
+
+/* ---- the writer thread ----------------------------------------------------- */
+
+static void bind_str(sqlite3_stmt *st, int i, const char *s)
+{
+	if (s)
+		sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(st, i);
+}
+
+/* Runs a bound statement once and clears it for the next use. */
+static int step_done(sqlite3_stmt *st)
+{
+	int rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return rc == SQLITE_DONE ? 0 : -EIO;
+}
+
+static int write_record(struct trace_store *ts, const struct trace_record *r)
+{
+	sqlite3_stmt *st = ts->ins_message;
+	char ip_key[33], fp[65];
+	bind_str(st, 1, r->qid);
+	bind_str(st, 2, r->trace_id);
+	sqlite3_bind_int64(st, 3, r->time);
+	bind_str(st, 4, r->sid);
+	bind_str(st, 5, r->listener);
+	bind_str(st, 6, r->client_ip);
+	bind_str(st, 7, trace__ip_key(r->client_ip, ip_key) == 0 ? ip_key : NULL);
+	sqlite3_bind_int(st, 8, (int)r->client_port);
+	bind_str(st, 9, r->reverse_name);
+	bind_str(st, 10, r->helo);
+	bind_str(st, 11, r->tls_version);
+	bind_str(st, 12, r->tls_cipher);
+	bind_str(st, 13, r->tls_sni);
+	/* One spelling, so that a lookup by fingerprint is an index search. */
+	bind_str(st, 14, r->cert_fp && trace__fp_norm(r->cert_fp, fp) == 0 ? fp : r->cert_fp);
+	bind_str(st, 15, r->cert_subject);
+	bind_str(st, 16, r->cert_issuer);
+	bind_str(st, 17, r->sasl_mech);
+	bind_str(st, 18, r->account);
+	bind_str(st, 19, r->mail_from);
+	sqlite3_bind_int64(st, 20, (sqlite3_int64)r->size);
+	bind_str(st, 21, r->body_sha256);
+	bind_str(st, 22, r->message_id);
+	bind_str(st, 23, r->smime_status);
+	bind_str(st, 24, r->trust_class);
+	if (step_done(st) < 0)
+		return -EIO;
+	sqlite3_int64 id = sqlite3_last_insert_rowid(ts->db);
+	for (size_t i = 0; i < r->nrcpts; i++) {
+		sqlite3_bind_int64(ts->ins_rcpt, 1, id);
+		bind_str(ts->ins_rcpt, 2, r->rcpts[i]);
+		if (step_done(ts->ins_rcpt) < 0)
+			return -EIO;
+	}
+	return 0;
+}
+
+static int write_reject(struct trace_store *ts, const struct trace_reject *r)
+{
+	sqlite3_stmt *st = ts->ins_reject;
+	char ip_key[33];
+	sqlite3_bind_int64(st, 1, r->time);
+	bind_str(st, 2, r->sid);
+	bind_str(st, 3, r->listener);
+	bind_str(st, 4, r->client_ip);
+	bind_str(st, 5, trace__ip_key(r->client_ip, ip_key) == 0 ? ip_key : NULL);
+	bind_str(st, 6, r->helo);
+	bind_str(st, 7, r->account);
+	bind_str(st, 8, r->command);
+	bind_str(st, 9, r->mail_from);
+	bind_str(st, 10, r->rcpt);
+	bind_str(st, 11, r->rule);
+	sqlite3_bind_int(st, 12, r->code);
+	bind_str(st, 13, r->enh);
+	bind_str(st, 14, r->text);
+	return step_done(st);
+}
+
+static int write_delivery(struct trace_store *ts, const struct trace_delivery *d)
+{
+	sqlite3_stmt *st = ts->upd_delivery;
+	bind_str(st, 1, d->status);
+	bind_str(st, 2, d->relay);
+	bind_str(st, 3, d->reply);
+	sqlite3_bind_int64(st, 4, d->time ? d->time : (int64_t)time(NULL));
+	bind_str(st, 5, d->qid);
+	bind_str(st, 6, d->rcpt);
+	if (step_done(st) < 0)
+		return -EIO;
+	if (sqlite3_changes(ts->db) == 0)
+		log_warn("event=trace_delivery_unmatched qid=%s rcpt=%s status=%s", d->qid,
+		         d->rcpt, d->status);
+	return 0;
+}
+
+static void log_db_error(struct trace_store *ts, const char *what, const char *qid)
+{
+	log_err("event=trace_store_error op=%s%s%s error=\"%s\"", what, qid ? " qid=" : "",
+	        qid ? qid : "", sqlite3_errmsg(ts->db));
+}
+
+/* One item inside the batch's transaction. A record gets a savepoint of
+ * its own so that one bad record (say a duplicate queue id) fails alone. */
+static void write_item(struct trace_store *ts, struct item *it)
+{
+	switch (it->kind) {
+	case ITEM_RECORD:
+		if (trace__db_exec(ts->db, "SAVEPOINT rec", NULL, 0) < 0) {
+			it->status = -EIO;
+			log_db_error(ts, "record", it->u.rec.qid);
+			return;
+		}
+		if (write_record(ts, &it->u.rec) < 0) {
+			it->status = -EIO;
+			log_db_error(ts, "record", it->u.rec.qid);
+			(void)trace__db_exec(ts->db, "ROLLBACK TO rec", NULL, 0);
+		}
+		(void)trace__db_exec(ts->db, "RELEASE rec", NULL, 0);
+		break;
+	case ITEM_REJECT:
+		if (write_reject(ts, &it->u.rej) < 0)
+			log_db_error(ts, "reject", NULL);
+		break;
+	case ITEM_DELIVERY:
+		if (write_delivery(ts, &it->u.del) < 0)
+			log_db_error(ts, "delivery", it->u.del.qid);
+		break;
+	}
+}
+
+static void write_batch(struct trace_store *ts, struct item *batch)
+{
+	bool ok = trace__db_exec(ts->db, "BEGIN IMMEDIATE", NULL, 0) == 0;
+	if (!ok)
+		log_db_error(ts, "begin", NULL);
+	for (struct item *it = batch; ok && it; it = it->next) {
+		write_item(ts, it);
+		/* Disk full, I/O errors and the like roll the whole transaction
+		 * back by themselves; what follows must not run outside it. */
+		if (sqlite3_get_autocommit(ts->db)) {
+			log_err("event=trace_store_error op=batch error=\"transaction rolled back\"");
+			ok = false;
+		}
+	}
+	if (ok && trace__db_exec(ts->db, "COMMIT", NULL, 0) < 0) {
+		log_db_error(ts, "commit", NULL);
+		(void)trace__db_exec(ts->db, "ROLLBACK", NULL, 0);
+		ok = false;
+	}
+	if (ok)
+		return;
+	/* Nothing of this batch is on disk. Refusals and delivery results are
+	 * statistics and can be lost; records cannot, so their owners hear. */
+	size_t lost = 0;
+	for (struct item *it = batch; it; it = it->next) {
+		if (it->kind == ITEM_RECORD)
+			it->status = -EIO;
+		else
+			lost++;
+	}
+	if (lost)
+		log_err("event=trace_store_lost items=%zu", lost);
+}
+
+static void *writer_main(void *arg)
+{
+	struct trace_store *ts = arg;
+	pthread_mutex_lock(&ts->mu);
+	for (;;) {
+		while (!ts->pending && !ts->stopping)
+			pthread_cond_wait(&ts->cv, &ts->mu);
+		if (!ts->pending)
+			break;
+		struct item *batch = ts->pending;
+		ts->pending = NULL;
+		ts->pending_tail = &ts->pending;
+		pthread_mutex_unlock(&ts->mu);
+
+		write_batch(ts, batch);
+
+		pthread_mutex_lock(&ts->mu);
+		ts->commits++;
+		struct item *next;
+		for (struct item *it = batch; it; it = next) {
+			next = it->next;
+			if (it->kind != ITEM_RECORD) {
+				item_free(it);
+				continue;
+			}
+			it->next = NULL;
+			*ts->finished_tail = it;
+			ts->finished_tail = &it->next;
+			/* Under the lock: the owner cannot drain (and free) it yet. */
+			if (it->wake)
+				uv_async_send(it->wake);
+		}
+	}
+	pthread_mutex_unlock(&ts->mu);
+	return NULL;
+}
+
+/* ---- open, close, drain -------------------------------------------------- */
+
+static int prepare_all(struct trace_store *ts)
+{
+	static const char ins_message[] =
+		"INSERT INTO messages (qid, trace_id, time, sid, listener, client_ip,"
+		" client_ip_key, client_port, reverse_name, helo, tls_version, tls_cipher,"
+		" tls_sni, cert_fp, cert_subject, cert_issuer, sasl_mech, account, mail_from,"
+		" size, body_sha256, message_id, smime_status, trust_class)"
+		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,"
+		" ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)";
+	/* A recipient given twice is one recipient. */
+	static const char ins_rcpt[] =
+		"INSERT OR IGNORE INTO message_rcpts (message, rcpt) VALUES (?1, ?2)";
+	static const char ins_reject[] =
+		"INSERT INTO rejects (time, sid, listener, client_ip, client_ip_key, helo,"
+		" account, command, mail_from, rcpt, rule, code, enh, text)"
+		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)";
+	static const char upd_delivery[] =
+		"UPDATE message_rcpts SET status = ?1, relay = ?2, reply = ?3, time = ?4"
+		" WHERE message = (SELECT id FROM messages WHERE qid = ?5) AND rcpt = ?6";
+	const struct {
+		const char *sql;
+		sqlite3_stmt **st;
+	} all[] = {
+		{ ins_message, &ts->ins_message },
+		{ ins_rcpt, &ts->ins_rcpt },
+		{ ins_reject, &ts->ins_reject },
+		{ upd_delivery, &ts->upd_delivery },
+	};
+	for (size_t i = 0; i < ARRAY_LEN(all); i++) {
+		if (sqlite3_prepare_v3(ts->db, all[i].sql, -1, SQLITE_PREPARE_PERSISTENT,
+		                       all[i].st, NULL) != SQLITE_OK)
+			return -EIO;
+	}
+	return 0;
+}
+
+static void finalize_all(struct trace_store *ts)
+{
+	sqlite3_finalize(ts->ins_message);
+	sqlite3_finalize(ts->ins_rcpt);
+	sqlite3_finalize(ts->ins_reject);
+	sqlite3_finalize(ts->upd_delivery);
+}
+
+struct trace_store *trace_store_open(const char *path, char *err, size_t errlen)
+{
+	struct trace_store *ts = xcalloc(1, sizeof(*ts));
+	if (trace__db_open(path, TRACE__OPEN_WRITER, &ts->db, err, errlen) < 0) {
+		free(ts);
+		return NULL;
+	}
+	if (prepare_all(ts) < 0) {
+		snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(ts->db));
+		goto fail;
+	}
+	pthread_mutex_init(&ts->mu, NULL);
+	pthread_cond_init(&ts->cv, NULL);
+	ts->pending_tail = &ts->pending;
+	ts->finished_tail = &ts->finished;
+	if (pthread_create(&ts->thread, NULL, writer_main, ts) != 0) {
+		snprintf(err, errlen, "%s: cannot start the writer thread", path);
+		pthread_mutex_destroy(&ts->mu);
+		pthread_cond_destroy(&ts->cv);
+		goto fail;
+	}
+	return ts;
+fail:
+	finalize_all(ts);
+	sqlite3_close(ts->db);
+	free(ts);
+	return NULL;
+}
+
+void trace_store_close(struct trace_store *ts)
+{
+	if (!ts)
+		return;
+	pthread_mutex_lock(&ts->mu);
+	ts->stopping = true;
+	pthread_cond_signal(&ts->cv);
+	pthread_mutex_unlock(&ts->mu);
+	pthread_join(ts->thread, NULL);
+	struct item *next;
+	for (struct item *it = ts->finished; it; it = next) {
+		next = it->next;
+		item_free(it);
+	}
+	finalize_all(ts);
+	if (sqlite3_close(ts->db) != SQLITE_OK)
+		log_err("event=trace_store_error op=close error=\"%s\"", sqlite3_errmsg(ts->db));
+	pthread_mutex_destroy(&ts->mu);
+	pthread_cond_destroy(&ts->cv);
+	free(ts);
+}
+
+void trace_store_drain(struct trace_store *ts, uv_loop_t *loop)
+{
+	struct item *mine = NULL, **mine_tail = &mine;
+	pthread_mutex_lock(&ts->mu);
+	struct item **link = &ts->finished;
+	while (*link) {
+		struct item *it = *link;
+		if (it->loop == loop) {
+			*link = it->next;
+			it->next = NULL;
+			*mine_tail = it;
+			mine_tail = &it->next;
+		} else {
+			link = &it->next;
+		}
+	}
+	ts->finished_tail = link;
+	pthread_mutex_unlock(&ts->mu);
+	/* In submission order, outside the lock: a callback may add again. */
+	struct item *next;
+	for (struct item *it = mine; it; it = next) {
+		next = it->next;
+		it->done(it->status, it->arg);
+		item_free(it);
+	}
+}
+
+uint64_t trace__store_commits(struct trace_store *ts)
+{
+	pthread_mutex_lock(&ts->mu);
+	uint64_t n = ts->commits;
+	pthread_mutex_unlock(&ts->mu);
+	return n;
+}
