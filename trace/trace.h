@@ -72,9 +72,10 @@ int trace_keys_load(const char *path, struct trace_key **keys, size_t *nkeys,
 
 /* Appends "X-Postern-Trace: v=1; g=<gate>; id=<trace id>; t=<unix time>;
  * k=<key id>; m=<base64 HMAC-SHA-256>" ending in CRLF, folded if long. The
- * MAC covers the gate name, the trace id, the time and the Message-ID
- * (exactly as found, or empty when the message has none), so that a copy
- * whose header or Message-ID was altered is detected. */
+ * MAC covers the gate name, the trace id, the time, the key id and the
+ * Message-ID (unfolded, white space runs made one space, trimmed; empty when
+ * the message has none), so that a copy whose header or Message-ID was
+ * altered is detected. The exact MAC input is documented in header.c. */
 void trace_header_make(struct buf *out, const struct trace_key *key, const char *gate,
                        const char *trace_id, int64_t time, const char *message_id);
 
@@ -94,7 +95,7 @@ struct trace_found {
 	int64_t time;
 	char gate[256];
 	char key_id[TRACE_KEY_ID_MAX + 1];
-	char message_id[1000];  /* as found in the message, "" when none */
+	char message_id[1000];  /* normalised as for the MAC, "" when none */
 };
 
 /* Finds and checks our trace header in a raw message (RFC 5322) or in an

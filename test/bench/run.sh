@@ -26,7 +26,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
 
 rounds=3
-duration=6
+duration=5
 quick=0
 keep=0
 results_out=
@@ -55,7 +55,7 @@ fi
 if [ $quick -eq 1 ]; then
 	a_conns="4 16"; b_conns="4 16"; idle_n=100; idle_big=1000; limit_secs=1
 else
-	a_conns="16 64"; b_conns="16 64"; idle_n=1000; idle_big=10000; limit_secs=4
+	a_conns="16 64"; b_conns="16 64"; idle_n=1000; idle_big=10000; limit_secs=3
 fi
 msgs_per_conn=20
 size=4096

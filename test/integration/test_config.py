@@ -203,7 +203,11 @@ def test_check_does_not_bind(postern):
 def test_sample_config_parses(tmp_path, pki, sasldb):
     with open(SAMPLE) as f:
         text = f.read()
+    keys = tmp_path / "trace.keys"
+    keys.write_text("k1 " + os.urandom(32).hex() + "\n")
+    keys.chmod(0o600)
     subst = {
+        r'(\bkey_file\s*=\s*)"[^"]*"': str(keys),
         r'(\bcert\s*=\s*)"[^"]*"': pki.path("server.pem"),
         r'(\bkey\s*=\s*)"[^"]*"': pki.path("server.key"),
         r'(\bca\s*=\s*)"[^"]*"': pki.ca,
