@@ -19,6 +19,7 @@ import tempfile
 import time
 import uuid
 from email import message_from_bytes
+from email.mime.application import MIMEApplication
 from email.mime.base import MIMEBase
 from email.mime.message import MIMEMessage
 from email.mime.multipart import MIMEMultipart
@@ -341,6 +342,8 @@ def test_find_by_trace_id_from_delivered_header(wl, acct):
     assert r.returncode == EXIT_FOUND, r.stdout + r.stderr
     assert qids(data) == [info["qid"]]
     assert data[0]["trace_id"] == tags["id"]
+    # The header's time is the record's.
+    assert data[0]["time"] == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(tags["t"])))
 
 
 @pytest.mark.parametrize("acct", ["alice", "bob", "carol@example.org"])
@@ -711,6 +714,31 @@ def test_message_not_a_message(wl):
     assert r.returncode == EXIT_USAGE, r.stdout + r.stderr
 
 
+def test_without_config_file(wl):
+    """--db alone for lookups; --db, --keys and --gate for --message."""
+    info = wl.msgs["bob"]
+    p = wl.p
+    r = p.postern("trace", "--db", p.trace_db, "--qid", info["qid"], "--json")
+    assert r.returncode == EXIT_FOUND, r.stdout + r.stderr
+    assert json.loads(r.stdout)[0]["account"] == "bob"
+    r = p.postern("stats", "--db", p.trace_db, "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["messages"] == 3, r.stdout + r.stderr
+    path = write_file(wl.base, "bob.eml", info["delivered"])
+    r = p.postern("trace", "--db", p.trace_db, "--keys", p.keys, "--gate", HOSTNAME,
+                  "--message", path)
+    assert r.returncode == EXIT_FOUND, r.stdout + r.stderr
+    assert info["qid"] in r.stdout
+    r = p.postern("trace", "--db", p.trace_db, "--keys", p.keys, "--gate", "gate.other.test",
+                  "--message", path)
+    assert r.returncode == EXIT_NOT_AUTHENTIC, r.stdout + r.stderr
+    assert "another gate" in r.stdout and HOSTNAME in r.stdout
+    # Without keys a header cannot be checked: a usage error, not a verdict.
+    r = p.postern("trace", "--db", p.trace_db, "--message", path)
+    assert r.returncode == EXIT_USAGE, r.stdout + r.stderr
+    r = p.postern("trace", "--db", os.path.join(wl.base, "nothing-here.db"), "--qid", "X")
+    assert r.returncode == EXIT_DB, r.stdout + r.stderr
+
+
 # ---- ARF reports (RFC 5965) built with python's email package -----------------
 
 def arf_report(original_part):
@@ -734,17 +762,31 @@ def headers_only(msg):
     return msg.split(b"\r\n\r\n", 1)[0].decode() + "\r\n"
 
 
-@pytest.mark.parametrize("variant", ["rfc822", "rfc822-headers", "rfc822-headers-base64"])
+@pytest.mark.parametrize("variant", ["rfc822", "rfc822-headers", "rfc822-headers-base64",
+                                     "refolded", "mbox-from-line"])
 def test_arf_report_traced_to_sender(wl, variant):
     info = wl.msgs["alice"]
-    if variant == "rfc822":
+    if variant in ("rfc822", "mbox-from-line"):
         part = MIMEMessage(message_from_bytes(info["delivered"]))
     elif variant == "rfc822-headers":
         part = MIMEText(headers_only(info["delivered"]), "rfc822-headers")
-    else:
+    elif variant == "rfc822-headers-base64":
         part = MIMEText(headers_only(info["delivered"]), "rfc822-headers", "utf-8")
         assert part["Content-Transfer-Encoding"] == "base64"
+    else:
+        # Saved by some mailer: header fields unfolded, the trace header and
+        # the Message-ID folded again elsewhere, LF line ends.
+        head, body = info["delivered"].split(b"\r\n\r\n", 1)
+        head = re.sub(rb"\r\n[ \t]+", b" ", head)
+        head = re.sub(rb"(X-Postern-Trace:.*)", lambda m: m.group(1).replace(b"; ", b";\n    "),
+                      head)
+        head = head.replace(b"Message-ID: ", b"Message-ID:\n\t ")
+        refolded = (head + b"\r\n\r\n" + body).replace(b"\r\n", b"\n")
+        assert b";\n    k=k1" in refolded and b"Message-ID:\n\t <" in refolded
+        part = MIMEMessage(message_from_bytes(refolded))
     report = arf_report(part)
+    if variant == "mbox-from-line":
+        report = b"From abuse@isp.example Mon Jan  1 00:00:00 2024\n" + report
     # The report's own Message-ID is not the original's: the header must be
     # judged against the Message-ID of the message it sits in.
     assert b"report-1@isp.example" in report
@@ -755,6 +797,22 @@ def test_arf_report_traced_to_sender(wl, variant):
     r = check_message(wl, f"arf-{variant}.eml", report, "--json")
     out = json.loads(r.stdout)
     assert out["verdict"] == "valid" and out["record"]["account"] == "alice"
+    assert out["record"]["qid"] == info["qid"]
+
+
+def test_forwarded_as_eml_attachment(wl):
+    """Not an ARF report: a desk's colleague forwards the spam as a .eml
+    attachment (application/octet-stream, base64)."""
+    info = wl.msgs["carol@example.org"]
+    fwd = MIMEMultipart()
+    fwd["From"] = "colleague@isp.example"
+    fwd["Subject"] = "Fwd: look at this"
+    fwd.attach(MIMEText("See the attached message.\n"))
+    fwd.attach(MIMEApplication(info["delivered"], Name="spam.eml"))
+    r = check_message(wl, "fwd.eml", fwd.as_bytes(), "--json")
+    assert r.returncode == EXIT_FOUND, r.stdout + r.stderr
+    out = json.loads(r.stdout)
+    assert out["record"]["account"] == "carol@example.org"
     assert out["record"]["qid"] == info["qid"]
 
 
