@@ -47,6 +47,7 @@ struct trace_scan {
 	bool in_msgid;      /* the current field is the first Message-ID */
 	bool msgid_seen;
 	size_t name_pos;    /* characters of "message-id" matched; more: no match */
+	size_t trace_pos;   /* the same for "x-postern-trace" */
 	struct trace__msgid msgid;
 	size_t nhold;       /* the start of a line held back from earlier feeds */
 	char hold[TRACE__FIELD_NAME_MAX];
@@ -54,6 +55,11 @@ struct trace_scan {
 };
 
 static const char msgid_name[] = "message-id";
+static const char trace_name[] = "x-postern-trace";
+/* A client's own X-Postern-Trace field would otherwise sit beside ours: a
+ * copy of someone else's genuine header could frame them. It is kept, under
+ * a name that nothing verifies. */
+static const char trace_rename[] = "X-Postern-Trace-Prior:";
 
 struct trace_scan *trace_scan_new(const struct trace_key *key, const char *gate,
                                   const char *trace_id, int64_t time)
@@ -128,6 +134,10 @@ static void match_name(struct trace_scan *ts, char c)
 		ts->name_pos++;
 	else
 		ts->name_pos = sizeof(msgid_name); /* no match, for good */
+	if (ts->trace_pos < sizeof(trace_name) - 1 && c == trace_name[ts->trace_pos])
+		ts->trace_pos++;
+	else
+		ts->trace_pos = sizeof(trace_name);
 }
 
 /* Consumes header-block bytes; returns where the body starts (end when the
@@ -178,6 +188,7 @@ static const char *scan_header(struct trace_scan *ts, const char *p, const char 
 				goto end_of_header;
 			ts->line = LINE_NAME;
 			ts->name_pos = 0;
+			ts->trace_pos = 0;
 			match_name(ts, c);
 			p++;
 			continue;
@@ -212,7 +223,14 @@ static const char *scan_header(struct trace_scan *ts, const char *p, const char 
 		/* The colon: a field. What was held goes out ahead of run, which
 		 * then still starts this line. */
 		p++;
-		buf_append(out, ts->hold, ts->nhold);
+		if (ts->trace_pos == sizeof(trace_name) - 1) {
+			/* Held bytes, if any, are this line's start, and line == run. */
+			buf_append(out, run, (size_t)(line - run));
+			buf_puts(out, trace_rename);
+			run = p;
+		} else {
+			buf_append(out, ts->hold, ts->nhold);
+		}
 		ts->nhold = 0;
 		ts->seen_field = true;
 		ts->in_msgid = ts->name_pos == sizeof(msgid_name) - 1 && !ts->msgid_seen;

@@ -806,7 +806,25 @@ static const char *const split_msgs[] = {
 	"Subject: x\r\nno colon here\r\n\r\nbody\r\n",
 	"Subject: x\r\nLast-line-without-colon",
 	"Subject: x\r\nA  \t : spaced\r\n\tcontinued\r\n \r\n\r\n",
+	"Subject: copied\r\nx-postern-TRACE : v=1; g=mx.test;\r\n\tid=x\r\nX-Postern-Traced: no\r\n\r\nb\r\n",
 };
+
+/* A client's own X-Postern-Trace field (a copy of someone's genuine one)
+ * must not stand beside ours: it is renamed, so only ours verifies. */
+START_TEST(test_scan_renames_client_trace_header)
+{
+	const char *msg = split_msgs[ARRAY_LEN(split_msgs) - 1];
+	char sha[65];
+	char *out = scan_all(&key_new, msg, strlen(msg), sha);
+	ck_assert_ptr_nonnull(strstr(out, "X-Postern-Trace-Prior: v=1; g=mx.test;\r\n\tid=x\r\n"));
+	ck_assert_ptr_nonnull(strstr(out, "X-Postern-Traced: no\r\n"));
+	const char *ours = strstr(out, "\nX-Postern-Trace: ");
+	ck_assert_ptr_nonnull(ours);
+	ck_assert_ptr_null(strstr(ours + 1, "\nX-Postern-Trace: "));
+	ck_assert_ptr_null(strcasestr(out, "\nx-postern-trace :"));
+	free(out);
+}
+END_TEST
 
 START_TEST(test_scan_splits)
 {
@@ -1128,6 +1146,7 @@ int main(void)
 	tcase_add_test(tc, test_hostile);
 	tcase_add_test(tc, test_scan_hash);
 	tcase_add_test(tc, test_scan_splits);
+	tcase_add_test(tc, test_scan_renames_client_trace_header);
 	tcase_add_test(tc, test_scan_placement);
 	tcase_add_test(tc, test_scan_no_key);
 	tcase_add_test(tc, test_scan_long_msgid);
