@@ -115,6 +115,8 @@ static const char *const mode_names[] = { "smtps", "submission", "mx" };
 static const char *const client_cert_names[] = { "none", "optional", "require" };
 static const char *const relay_tls_names[] = { "none", "starttls", "implicit" };
 static const char *const level_names[] = { "err", "warn", "info", "debug" };
+static const char *const dnsbl_action_names[] = { "reject", "tag" };
+static const char *const dns_timeout_names[] = { "tempfail", "pass" };
 
 static int valid_enum(cfg_t *cfg, cfg_opt_t *opt, const char *const *names, size_t n)
 {
@@ -148,6 +150,16 @@ static int valid_relay_tls(cfg_t *cfg, cfg_opt_t *opt)
 static int valid_level(cfg_t *cfg, cfg_opt_t *opt)
 {
 	return valid_enum(cfg, opt, level_names, ARRAY_LEN(level_names));
+}
+
+static int valid_dnsbl_action(cfg_t *cfg, cfg_opt_t *opt)
+{
+	return valid_enum(cfg, opt, dnsbl_action_names, ARRAY_LEN(dnsbl_action_names));
+}
+
+static int valid_dns_timeout(cfg_t *cfg, cfg_opt_t *opt)
+{
+	return valid_enum(cfg, opt, dns_timeout_names, ARRAY_LEN(dns_timeout_names));
 }
 
 static int valid_address(cfg_t *cfg, cfg_opt_t *opt)
@@ -273,6 +285,16 @@ static cfg_opt_t policy_opts[] = {
 	CFG_END()
 };
 
+static cfg_opt_t dns_opts[] = {
+	CFG_STR_LIST("servers", "{}", CFGF_NONE),
+	CFG_STR("timeout", "5s", CFGF_NONE),
+	CFG_BOOL("reverse_lookup", cfg_true, CFGF_NONE),
+	CFG_STR_LIST("dnsbl", "{}", CFGF_NONE),
+	CFG_STR("dnsbl_action", "reject", CFGF_NONE),
+	CFG_STR("on_timeout", "tempfail", CFGF_NONE),
+	CFG_END()
+};
+
 static cfg_opt_t trace_opts[] = {
 	CFG_BOOL("enabled", cfg_true, CFGF_NONE),
 	CFG_STR("db", NULL, CFGF_NODEFAULT),  /* default: trace.db in the spool */
@@ -310,6 +332,7 @@ static cfg_opt_t top_opts[] = {
 	CFG_SEC("sasl", sasl_opts, CFGF_NONE),
 	CFG_SEC("limits", limits_opts, CFGF_NONE),
 	CFG_SEC("policy", policy_opts, CFGF_NONE),
+	CFG_SEC("dns", dns_opts, CFGF_NONE),
 	CFG_SEC("trace", trace_opts, CFGF_NONE),
 	CFG_SEC("spool", spool_opts, CFGF_NONE),
 	CFG_SEC("relay", relay_opts, CFGF_NONE),
@@ -341,6 +364,9 @@ static void conf_set_validators(cfg_t *cfg)
 	cfg_set_validate_func(cfg, "tls|key", valid_readable);
 	cfg_set_validate_func(cfg, "tls|ca", valid_readable);
 	cfg_set_validate_func(cfg, "trace|key_file", valid_readable);
+	cfg_set_validate_func(cfg, "dns|timeout", valid_duration);
+	cfg_set_validate_func(cfg, "dns|dnsbl_action", valid_dnsbl_action);
+	cfg_set_validate_func(cfg, "dns|on_timeout", valid_dns_timeout);
 	cfg_set_validate_func(cfg, "listen|mode", valid_mode);
 	cfg_set_validate_func(cfg, "listen|address", valid_address);
 	cfg_set_validate_func(cfg, "listen|client_cert", valid_client_cert);
@@ -405,6 +431,22 @@ static unsigned conf_seconds(cfg_t *sec, const char *name)
 	uint64_t v = 0;
 	(void)str_parse_duration(cfg_getstr(sec, name), &v);
 	return (unsigned)v;
+}
+
+static size_t conf_strlist(cfg_t *sec, const char *name, char ***out)
+{
+	size_t n = cfg_size(sec, name);
+	*out = xcalloc(n + 1, sizeof(char *));
+	for (size_t i = 0; i < n; i++)
+		(*out)[i] = str_dup(cfg_getnstr(sec, name, (unsigned)i));
+	return n;
+}
+
+static void conf_strlist_free(char **list, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(list[i]);
+	free(list);
 }
 
 static void conf_fill_listens(struct conf *c, cfg_t *cfg)
@@ -477,10 +519,15 @@ static void conf_fill(struct conf *c, cfg_t *cfg, const char *dir)
 	c->max_connections = (unsigned)cfg_getint(lim, "max_connections");
 
 	cfg_t *pol = cfg_getsec(cfg, "policy");
-	c->nlocal_domains = cfg_size(pol, "local_domains");
-	c->local_domains = xcalloc(c->nlocal_domains + 1, sizeof(char *));
-	for (size_t i = 0; i < c->nlocal_domains; i++)
-		c->local_domains[i] = str_dup(cfg_getnstr(pol, "local_domains", (unsigned)i));
+	c->nlocal_domains = conf_strlist(pol, "local_domains", &c->local_domains);
+
+	cfg_t *dns = cfg_getsec(cfg, "dns");
+	c->ndns_servers = conf_strlist(dns, "servers", &c->dns_servers);
+	c->dns_timeout_ms = conf_seconds(dns, "timeout") * 1000;
+	c->dns_reverse = cfg_getbool(dns, "reverse_lookup");
+	c->ndnsbl_zones = conf_strlist(dns, "dnsbl", &c->dnsbl_zones);
+	c->dnsbl_reject = strcasecmp(cfg_getstr(dns, "dnsbl_action"), "reject") == 0;
+	c->dns_timeout_tempfail = strcasecmp(cfg_getstr(dns, "on_timeout"), "tempfail") == 0;
 
 	cfg_t *tr = cfg_getsec(cfg, "trace");
 	c->trace_enabled = cfg_getbool(tr, "enabled");
@@ -599,9 +646,9 @@ void conf_free(struct conf *c)
 		free(c->listens[i].host);
 	}
 	free(c->listens);
-	for (size_t i = 0; i < c->nlocal_domains; i++)
-		free(c->local_domains[i]);
-	free(c->local_domains);
+	conf_strlist_free(c->local_domains, c->nlocal_domains);
+	conf_strlist_free(c->dns_servers, c->ndns_servers);
+	conf_strlist_free(c->dnsbl_zones, c->ndnsbl_zones);
 	char **strs[] = {
 		&c->path, &c->hostname, &c->user, &c->tls_cert, &c->tls_key, &c->tls_ca,
 		&c->tls_ciphers, &c->sasl_service, &c->sasl_mechanisms, &c->sasl_sasldb,

@@ -68,6 +68,16 @@ struct conf {
 	char **local_domains;
 	size_t nlocal_domains;
 
+	/* dns */
+	char **dns_servers;      /* empty: /etc/resolv.conf */
+	size_t ndns_servers;
+	unsigned dns_timeout_ms;
+	bool dns_reverse;        /* reverse lookup with forward confirmation */
+	char **dnsbl_zones;      /* checked on mx listeners */
+	size_t ndnsbl_zones;
+	bool dnsbl_reject;       /* false: only tag (log and trace) */
+	bool dns_timeout_tempfail; /* an undecided DNSBL check: 451 (true) or pass */
+
 	/* trace */
 	bool trace_enabled;
 	char *trace_db;

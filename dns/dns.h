@@ -56,7 +56,8 @@ struct dns_conf {
 	unsigned timeout_ms;
 };
 
-/* Returns NULL with err filled on a bad server or a socket error. */
+/* Returns NULL with err filled on a bad server or a socket error (after a
+ * socket error, run the loop once more: handles are freed as they close). */
 struct dns_resolver *dns_resolver_new(uv_loop_t *loop, const struct dns_conf *conf,
                                       char *err, size_t errlen);
 /* Cancels pending lookups (their callbacks run now, with DNS_CANCELLED),

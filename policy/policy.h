@@ -167,8 +167,9 @@ void policy_tables_free(struct policy_tables *t);
 struct policy_limiter *policy_limiter_new(void);
 void policy_limiter_free(struct policy_limiter *l);
 /* Takes n tokens from key's bucket (rate tokens per second, at most burst)
- * if it holds them; otherwise takes nothing, sets *retry_after (seconds,
- * may be NULL) and returns false. */
+ * if it holds them; otherwise takes nothing, sets *retry_after (seconds;
+ * -1 when n exceeds burst; may be NULL) and returns false. A rate or burst
+ * of 0 means no limit. */
 bool policy_limiter_take(struct policy_limiter *l, const char *key, double rate_per_sec,
                          double burst, double n, double now, double *retry_after);
 size_t policy_limiter_size(struct policy_limiter *l);

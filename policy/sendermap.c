@@ -26,7 +26,8 @@
  * hands out Alice@ and alice@ to different people, and a case-sensitive
  * check would only refuse honest mail.
  *
- * The map owns everything in it; policy_sendermap_free() releases it.
+ * The map owns everything in it (an arena and a bucket array);
+ * policy_sendermap_free() releases it.
  */
 #include "policy/policy.h"
 
@@ -44,18 +45,26 @@
 enum kind { K_EXACT, K_DOMAIN, K_PATTERN, K_NULL, K_SELF };
 
 struct rule {
+	struct rule *next;       /* in file order */
 	enum kind kind;
-	char *s;                 /* lower case; the domain without '@' for K_DOMAIN */
+	const char *s;           /* lower case; the domain without '@' for K_DOMAIN */
 };
 
 struct account {
 	struct account *next;
 	uint64_t hash;
-	char *name;              /* lower case */
-	bool has_rules;          /* !limit alone does not replace the default */
-	struct rule *rules;
-	size_t nrules, cap;
+	const char *name;        /* lower case */
+	struct rule *rules, **tail;  /* no rules: !limit alone keeps the default */
 	struct policy_account_limits limits;
+};
+
+/* Everything but the bucket array comes from an arena of large chunks:
+ * hundreds of thousands of lines would otherwise mean a million mallocs
+ * to load and as many frees to reload. */
+struct chunk {
+	struct chunk *next;
+	size_t used, size;
+	max_align_t data[];
 };
 
 struct policy_sendermap {
@@ -63,7 +72,34 @@ struct policy_sendermap {
 	size_t nbuckets;         /* a power of two */
 	size_t count;
 	struct account *star;
+	struct chunk *chunks;
 };
+
+#define CHUNK_SIZE (256 * 1024)
+
+static void *arena_alloc(struct policy_sendermap *m, size_t n)
+{
+	n = (n + sizeof(max_align_t) - 1) / sizeof(max_align_t) * sizeof(max_align_t);
+	struct chunk *c = m->chunks;
+	if (!c || c->size - c->used < n) {
+		size_t size = n > CHUNK_SIZE ? n : CHUNK_SIZE;
+		c = xmalloc(sizeof(*c) + size);
+		c->used = 0;
+		c->size = size;
+		c->next = m->chunks;
+		m->chunks = c;
+	}
+	void *p = (char *)c->data + c->used;
+	c->used += n;
+	memset(p, 0, n);
+	return p;
+}
+
+static const char *arena_strdup(struct policy_sendermap *m, const char *s)
+{
+	size_t n = strlen(s) + 1;
+	return memcpy(arena_alloc(m, n), s, n);
+}
 
 /* ---- lookup ------------------------------------------------------------------ */
 
@@ -127,8 +163,8 @@ static bool rule_match(const struct rule *r, const char *sender, const char *acc
 
 static bool rules_match(const struct account *a, const char *sender, const char *account)
 {
-	for (size_t i = 0; a && i < a->nrules; i++)
-		if (rule_match(&a->rules[i], sender, account))
+	for (const struct rule *r = a ? a->rules : NULL; r; r = r->next)
+		if (rule_match(r, sender, account))
 			return true;
 	return false;
 }
@@ -145,7 +181,7 @@ bool policy_sender_owned(const struct policy_sendermap *m, const char *account,
 	    !policy__lower(snd, sizeof(snd), sender, strlen(sender)))
 		return false;
 	const struct account *a = m ? find(m, acc) : NULL;
-	if (a && a->has_rules) {
+	if (a && a->rules) {
 		if (rules_match(a, snd, acc))
 			return true;
 	} else if (snd[0] && is_address(acc) && strcmp(acc, snd) == 0) {
@@ -186,13 +222,19 @@ static void grow(struct policy_sendermap *m)
 	m->nbuckets = nb;
 }
 
+static struct account *new_account(struct policy_sendermap *m, const char *lname)
+{
+	struct account *a = arena_alloc(m, sizeof(*a));
+	a->name = arena_strdup(m, lname);
+	a->tail = &a->rules;
+	return a;
+}
+
 static struct account *get_account(struct policy_sendermap *m, const char *lname)
 {
 	if (strcmp(lname, "*") == 0) {
-		if (!m->star) {
-			m->star = xcalloc(1, sizeof(*m->star));
-			m->star->name = str_dup("*");
-		}
+		if (!m->star)
+			m->star = new_account(m, lname);
 		return m->star;
 	}
 	struct account *a = find(m, lname);
@@ -200,8 +242,7 @@ static struct account *get_account(struct policy_sendermap *m, const char *lname
 		return a;
 	if (m->count >= m->nbuckets)
 		grow(m);
-	a = xcalloc(1, sizeof(*a));
-	a->name = str_dup(lname);
+	a = new_account(m, lname);
 	a->hash = policy__hash(lname, strlen(lname));
 	a->next = m->buckets[a->hash & (m->nbuckets - 1)];
 	m->buckets[a->hash & (m->nbuckets - 1)] = a;
@@ -209,14 +250,14 @@ static struct account *get_account(struct policy_sendermap *m, const char *lname
 	return a;
 }
 
-static void add_rule(struct account *a, enum kind kind, const char *s)
+static void add_rule(struct policy_sendermap *m, struct account *a, enum kind kind,
+                     const char *s)
 {
-	if (a->nrules == a->cap) {
-		a->cap = a->cap ? a->cap * 2 : 2;
-		a->rules = xrealloc(a->rules, a->cap * sizeof(*a->rules));
-	}
-	a->rules[a->nrules++] = (struct rule){ .kind = kind, .s = s ? str_dup(s) : NULL };
-	a->has_rules = true;
+	struct rule *r = arena_alloc(m, sizeof(*r));
+	r->kind = kind;
+	r->s = s ? arena_strdup(m, s) : NULL;
+	*a->tail = r;
+	a->tail = &r->next;
 }
 
 /* Characters that have no business in an unquoted address we would match. */
@@ -404,10 +445,10 @@ static const char *parse_line(struct policy_sendermap *m, struct tokens *tv, cha
 		if (k == K_PATTERN && t[0] == '@') {
 			/* "@*.example.org": the pattern covers the local part too. */
 			char *pat = str_printf("*%s", t);
-			add_rule(a, k, pat);
+			add_rule(m, a, k, pat);
 			free(pat);
 		} else {
-			add_rule(a, k, s);
+			add_rule(m, a, k, s);
 		}
 	}
 	return NULL;
@@ -455,29 +496,15 @@ struct policy_sendermap *policy_sendermap_load(const char *path, char *err, size
 	return m;
 }
 
-static void account_free(struct account *a)
-{
-	for (size_t i = 0; i < a->nrules; i++)
-		free(a->rules[i].s);
-	free(a->rules);
-	free(a->name);
-	free(a);
-}
-
 void policy_sendermap_free(struct policy_sendermap *m)
 {
 	if (!m)
 		return;
-	for (size_t i = 0; i < m->nbuckets; i++) {
-		struct account *a = m->buckets[i];
-		while (a) {
-			struct account *next = a->next;
-			account_free(a);
-			a = next;
-		}
+	while (m->chunks) {
+		struct chunk *next = m->chunks->next;
+		free(m->chunks);
+		m->chunks = next;
 	}
-	if (m->star)
-		account_free(m->star);
 	free(m->buckets);
 	free(m);
 }

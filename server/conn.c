@@ -355,6 +355,7 @@ void session_accept(uv_stream_t *server, int status)
 		return;
 	}
 	session_resume(s);
+	session_dns_start(s);
 	if (l->conf->mode == CONF_MODE_SMTPS) {
 		if (session_start_tls(s) < 0) {
 			conn_close_now(s);

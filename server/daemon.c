@@ -190,6 +190,10 @@ static void worker_stop_poll(uv_timer_t *t)
 		while (w->buckets[i])
 			session_close(w->buckets[i], false);
 	uv_timer_stop(t);
+	if (w->dns) {
+		dns_resolver_close(w->dns);
+		w->dns = NULL;
+	}
 	worker_close_handle((uv_handle_t *)t);
 	worker_close_handle((uv_handle_t *)&w->stop_async);
 	worker_close_handle((uv_handle_t *)&w->commit_async);
@@ -237,6 +241,17 @@ static int worker_init(struct daemon *d, struct worker *w, unsigned index)
 	w->stop_async.data = w;
 	w->commit_async.data = w;
 	w->stop_timer.data = w;
+	const struct conf *c = d->conf;
+	if (c->dns_reverse || c->ndnsbl_zones) {
+		struct dns_conf dc = {
+			.servers = (const char *const *)c->dns_servers, .nservers = c->ndns_servers,
+			.timeout_ms = c->dns_timeout_ms,
+		};
+		char err[256];
+		w->dns = dns_resolver_new(&w->loop, &dc, err, sizeof(err));
+		if (!w->dns)
+			log_warn("event=dns_error worker=%u error=\"%s\" note=\"no DNS lookups\"", index, err);
+	}
 	w->servers = xcalloc(d->nlisteners, sizeof(uv_tcp_t));
 	for (size_t i = 0; i < d->nlisteners; i++)
 		if (listener_start(w, i) < 0)

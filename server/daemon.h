@@ -43,6 +43,7 @@ struct worker {
 	struct session *buckets[WORKER_BUCKETS]; /* sessions by id */
 	unsigned nsessions;
 	bool stopping;
+	struct dns_resolver *dns; /* NULL when no lookups are configured */
 	uint64_t stop_deadline;   /* loop time when a graceful stop gives up */
 	unsigned inflight;        /* commits and trace writes not yet called back */
 	char readbuf[65536];      /* shared by every read on this loop */

@@ -54,6 +54,12 @@ void session_free_state(struct session *s)
 	s->account = NULL;
 	free(s->auth_mech);
 	s->auth_mech = NULL;
+	free(s->client_name);
+	s->client_name = NULL;
+	free(s->dnsbl_zone);
+	s->dnsbl_zone = NULL;
+	free(s->dnsbl_txt);
+	s->dnsbl_txt = NULL;
 	/* A SASL step still running on a worker thread owns the session
 	 * object; its completion frees it (session_auth.c). */
 	if (s->auth && !s->auth_inflight)
@@ -235,6 +241,8 @@ static void proceed_mail(struct session *s, struct smtp_cmd *cmd)
 		session_error(s, 503, "5.5.1", "Error: nested MAIL command");
 		return;
 	}
+	if (session_dnsbl_refuse(s))
+		return;
 	session_policy_view(s, &ps);
 	policy_check_mail(&s->l->policy, &ps, cmd->path, &v);
 	if (v.code) {
@@ -387,6 +395,8 @@ void session_process(struct session *s)
 			session_shutdown(s);
 			break;
 		}
+		if (s->state == SS_COMMAND && session_dns_hold(s))
+			break;
 		char *line;
 		size_t len;
 		int rc = smtp_reader_next(&s->reader, &line, &len);

@@ -20,6 +20,7 @@
 #include "server/smtp_parse.h"
 #include "tls/tls.h"
 #include "trace/trace.h"
+#include "dns/dns.h"
 
 enum session_state {
 	SS_HANDSHAKE,     /* TLS handshake in progress (smtps, after STARTTLS) */
@@ -98,6 +99,15 @@ struct session {
 	char *auth_mech;
 	char *account;            /* authenticated identity */
 
+	/* DNS (session_dns.c) */
+	bool rdns_pending;
+	bool dnsbl_pending;
+	bool dns_waiting;         /* a MAIL waits for the answers */
+	bool dnsbl_undecided;     /* a zone could not be checked in time */
+	char *client_name;        /* reverse name confirmed by a forward lookup */
+	char *dnsbl_zone;         /* the zone that lists the client */
+	char *dnsbl_txt;
+
 	struct smtp_tx tx;
 };
 
@@ -134,6 +144,15 @@ void session_auth_abort(struct session *s);
 /* Records a refused attempt in the trace store (and nothing else). */
 void session_trace_reject(struct session *s, const char *command, const char *rule, int code,
                           const char *enh, const char *text, const char *rcpt);
+
+/* session_dns.c */
+void session_dns_start(struct session *s);
+/* True when the next command needs a DNS answer still due (MAIL the
+ * DNSBL verdict, DATA/BDAT the reverse name): the caller stops processing
+ * input until it comes. */
+bool session_dns_hold(struct session *s);
+/* At MAIL on mx: refuses a listed (or, per config, unchecked) client. */
+bool session_dnsbl_refuse(struct session *s);
 
 /* session_data.c */
 void session_cmd_data(struct session *s, struct smtp_cmd *cmd);

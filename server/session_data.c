@@ -46,6 +46,7 @@ static int data_open_spool(struct session *s)
 	const char *kv[] = {
 		"trace_id", tx->trace_id,
 		"sid", s->sid, "listener", s->l->conf->name, "client", s->client_ip,
+		"client_name", s->client_name,
 		"helo", s->helo, "auth", s->account, "mech", s->auth_mech,
 		"tls", tls ? tls_version(s->tls) : NULL, "cipher", tls ? tls_cipher(s->tls) : NULL,
 		"cert_fp", fp,
@@ -57,6 +58,7 @@ static int data_open_spool(struct session *s)
 	}
 	struct trace_received r = {
 		.helo = s->helo, .esmtp = s->esmtp, .client_ip = s->client_ip,
+		.client_name = s->client_name,
 		.tls_version = tls ? tls_version(s->tls) : NULL,
 		.tls_cipher = tls ? tls_cipher(s->tls) : NULL,
 		.tls_bits = tls ? tls_cipher_bits(s->tls) : 0, .cert_fingerprint = fp,
@@ -214,6 +216,7 @@ static void data_trace_record(struct session *s, struct trace_record *r)
 	r->client_ip = s->client_ip;
 	r->client_port = s->client_port;
 	r->helo = s->helo;
+	r->reverse_name = s->client_name;
 	if (tls) {
 		r->tls_version = tls_version(s->tls);
 		r->tls_cipher = tls_cipher(s->tls);

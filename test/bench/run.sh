@@ -60,7 +60,7 @@ fi
 msgs_per_conn=20
 size=4096
 realm=bench.test
-reply_timeout=15
+reply_timeout=10
 
 log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
@@ -322,7 +322,6 @@ for r in $(seq 1 "$rounds"); do
 	stop_postern
 	stop_postfix
 done
-record "0 machine - loadavg_end $(cut -d' ' -f1 /proc/loadavg)"
 line=$("$bin/fsbench" "$work/fsync" "$limit_secs" 1)
 record "0 machine - fsync_rename_per_s_1_end $(kv "$line" per_s)"
 [ -n "$results_out" ] && cp "$results" "$results_out"
@@ -425,8 +424,8 @@ print("machine: TLS 1.3 full handshakes/s (bare OpenSSL server, 2+2 threads): %s
 print("machine: 4 KiB write+fsync+rename/s: %s (1 thread), %s (16 threads) at start, %s (1 thread) at end"
       % (machine.get("fsync_rename_per_s_1", "-"), machine.get("fsync_rename_per_s_16", "-"),
          machine.get("fsync_rename_per_s_1_end", "-")))
-print("machine: load average %s at start, %s at end (other work on the machine skews every figure)"
-      % (machine.get("loadavg_start", "-"), machine.get("loadavg_end", "-")))
+print("machine: load average %s before the run (other work on the machine skews every figure)"
+      % machine.get("loadavg_start", "-"))
 if errs:
     print("errors (phase_code:count, per round):")
     for (srv, sc), v in sorted(errs.items()):

@@ -201,7 +201,9 @@ class Postern:
             f'trace {{ db = "{self.trace_db}" key_file = "{self.keys}" {trace} }}',
             f'spool {{ directory = "{self.spool}" }}',
             f'relay {{ {relay} retry_min = "1s" retry_max = "2s" timeout = "10s" {relay_extra} }}',
-            extra,
+            # No test sends DNS beyond loopback: lookups only where a test
+            # starts its own DNS server.
+            extra if "dns {" in extra else extra + '\ndns { reverse_lookup = false }',
         ]
         with open(self.conf, "w") as f:
             f.write("\n".join(lines) + "\n")
@@ -276,17 +278,18 @@ class Postern:
             c.ehlo("client.test")
         return c
 
-    def raw(self, mode="smtps", cert=None, timeout=10):
-        return RawClient(self, mode, cert, timeout)
+    def raw(self, mode="smtps", cert=None, timeout=10, source=None):
+        return RawClient(self, mode, cert, timeout, source)
 
 
 class RawClient:
     """Byte-exact SMTP for tests that must send what no library would. The
     greeting is not read on connect: call reply() for it first."""
 
-    def __init__(self, postern, mode, cert, timeout):
+    def __init__(self, postern, mode, cert, timeout, source=None):
         self.p = postern
-        self.sock = socket.create_connection(("127.0.0.1", postern.ports[mode]), timeout=timeout)
+        self.sock = socket.create_connection(("127.0.0.1", postern.ports[mode]), timeout=timeout,
+                                             source_address=(source, 0) if source else None)
         if mode == "smtps":
             self.sock = postern.tls_context(cert).wrap_socket(self.sock)
         self.buf = b""
