@@ -93,6 +93,17 @@ static int valid_positive(cfg_t *cfg, cfg_opt_t *opt)
 	return 0;
 }
 
+/* 0 means unlimited for these. */
+static int valid_limit(cfg_t *cfg, cfg_opt_t *opt)
+{
+	long v = cfg_opt_getnint(opt, cfg_opt_size(opt) - 1);
+	if (v < 0 || v > INT_MAX) {
+		cfg_error(cfg, "%s: must be 0 (unlimited) or a positive number, not %ld", opt->name, v);
+		return -1;
+	}
+	return 0;
+}
+
 static int valid_count(cfg_t *cfg, cfg_opt_t *opt)
 {
 	long v = cfg_opt_getnint(opt, cfg_opt_size(opt) - 1);
@@ -282,6 +293,18 @@ static cfg_opt_t limits_opts[] = {
 
 static cfg_opt_t policy_opts[] = {
 	CFG_STR_LIST("local_domains", "{}", CFGF_NONE),
+	CFG_STR("sender_map", NULL, CFGF_NODEFAULT),
+	CFG_BOOL("check_header_from", cfg_false, CFGF_NONE),
+	CFG_STR_LIST("trusted_networks", "{}", CFGF_NONE),
+	CFG_INT("messages_per_hour", 0, CFGF_NONE),
+	CFG_INT("recipients_per_hour", 0, CFGF_NONE),
+	CFG_INT("max_connections_per_ip", 50, CFGF_NONE),
+	CFG_INT("connections_per_ip_per_minute", 0, CFGF_NONE),
+	CFG_INT("auth_max_failures", 5, CFGF_NONE),
+	CFG_INT("auth_ip_budget", 20, CFGF_NONE),
+	CFG_STR("auth_window", "15m", CFGF_NONE),
+	CFG_STR("auth_lockout", "15m", CFGF_NONE),
+	CFG_STR("auth_delay_max", "8s", CFGF_NONE),
 	CFG_END()
 };
 
@@ -365,6 +388,17 @@ static void conf_set_validators(cfg_t *cfg)
 	cfg_set_validate_func(cfg, "tls|ca", valid_readable);
 	cfg_set_validate_func(cfg, "trace|key_file", valid_readable);
 	cfg_set_validate_func(cfg, "dns|timeout", valid_duration);
+	cfg_set_validate_func(cfg, "policy|sender_map", valid_readable);
+	cfg_set_validate_func(cfg, "policy|auth_window", valid_duration);
+	cfg_set_validate_func(cfg, "policy|auth_lockout", valid_duration);
+	cfg_set_validate_func(cfg, "policy|auth_delay_max", valid_duration);
+	static const char *const counts[] = {
+		"policy|messages_per_hour", "policy|recipients_per_hour",
+		"policy|max_connections_per_ip", "policy|connections_per_ip_per_minute",
+		"policy|auth_max_failures", "policy|auth_ip_budget",
+	};
+	for (size_t i = 0; i < ARRAY_LEN(counts); i++)
+		cfg_set_validate_func(cfg, counts[i], valid_limit);
 	cfg_set_validate_func(cfg, "dns|dnsbl_action", valid_dnsbl_action);
 	cfg_set_validate_func(cfg, "dns|on_timeout", valid_dns_timeout);
 	cfg_set_validate_func(cfg, "listen|mode", valid_mode);
@@ -520,6 +554,18 @@ static void conf_fill(struct conf *c, cfg_t *cfg, const char *dir)
 
 	cfg_t *pol = cfg_getsec(cfg, "policy");
 	c->nlocal_domains = conf_strlist(pol, "local_domains", &c->local_domains);
+	c->sender_map = conf_path(dir, cfg_getstr(pol, "sender_map"));
+	c->check_header_from = cfg_getbool(pol, "check_header_from");
+	c->ntrusted_networks = conf_strlist(pol, "trusted_networks", &c->trusted_networks);
+	c->messages_per_hour = (unsigned)cfg_getint(pol, "messages_per_hour");
+	c->recipients_per_hour = (unsigned)cfg_getint(pol, "recipients_per_hour");
+	c->max_connections_per_ip = (unsigned)cfg_getint(pol, "max_connections_per_ip");
+	c->connections_per_ip_per_minute = (unsigned)cfg_getint(pol, "connections_per_ip_per_minute");
+	c->auth_max_failures = (unsigned)cfg_getint(pol, "auth_max_failures");
+	c->auth_ip_budget = (unsigned)cfg_getint(pol, "auth_ip_budget");
+	c->auth_window = conf_seconds(pol, "auth_window");
+	c->auth_lockout = conf_seconds(pol, "auth_lockout");
+	c->auth_delay_max_ms = conf_seconds(pol, "auth_delay_max") * 1000;
 
 	cfg_t *dns = cfg_getsec(cfg, "dns");
 	c->ndns_servers = conf_strlist(dns, "servers", &c->dns_servers);
@@ -649,11 +695,12 @@ void conf_free(struct conf *c)
 	conf_strlist_free(c->local_domains, c->nlocal_domains);
 	conf_strlist_free(c->dns_servers, c->ndns_servers);
 	conf_strlist_free(c->dnsbl_zones, c->ndnsbl_zones);
+	conf_strlist_free(c->trusted_networks, c->ntrusted_networks);
 	char **strs[] = {
 		&c->path, &c->hostname, &c->user, &c->tls_cert, &c->tls_key, &c->tls_ca,
 		&c->tls_ciphers, &c->sasl_service, &c->sasl_mechanisms, &c->sasl_sasldb,
 		&c->sasl_config_dir, &c->spool_dir, &c->relay_downstream, &c->relay_maildir,
-		&c->relay_tls_ca, &c->trace_db, &c->trace_key_file,
+		&c->relay_tls_ca, &c->trace_db, &c->trace_key_file, &c->sender_map,
 	};
 	for (size_t i = 0; i < ARRAY_LEN(strs); i++)
 		free(*strs[i]);

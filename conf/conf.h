@@ -67,6 +67,19 @@ struct conf {
 	/* policy */
 	char **local_domains;
 	size_t nlocal_domains;
+	char *sender_map;          /* NULL: an account owns the address it is named */
+	bool check_header_from;
+	char **trusted_networks;
+	size_t ntrusted_networks;
+	unsigned messages_per_hour;    /* per account; 0: unlimited */
+	unsigned recipients_per_hour;
+	unsigned max_connections_per_ip;
+	unsigned connections_per_ip_per_minute;
+	unsigned auth_max_failures;    /* per (client IP, account) before a lockout */
+	unsigned auth_ip_budget;       /* per client IP across accounts */
+	unsigned auth_window;          /* seconds failures are remembered */
+	unsigned auth_lockout;         /* seconds */
+	unsigned auth_delay_max_ms;
 
 	/* dns */
 	char **dns_servers;      /* empty: /etc/resolv.conf */

@@ -79,7 +79,8 @@ struct policy_sendermap {
 
 static void *arena_alloc(struct policy_sendermap *m, size_t n)
 {
-	n = (n + sizeof(max_align_t) - 1) / sizeof(max_align_t) * sizeof(max_align_t);
+	/* Pointers and uint64_t are the strictest members stored here. */
+	n = (n + 7) & ~(size_t)7;
 	struct chunk *c = m->chunks;
 	if (!c || c->size - c->used < n) {
 		size_t size = n > CHUNK_SIZE ? n : CHUNK_SIZE;
@@ -91,8 +92,12 @@ static void *arena_alloc(struct policy_sendermap *m, size_t n)
 	}
 	void *p = (char *)c->data + c->used;
 	c->used += n;
-	memset(p, 0, n);
 	return p;
+}
+
+static void *arena_zalloc(struct policy_sendermap *m, size_t n)
+{
+	return memset(arena_alloc(m, n), 0, n);
 }
 
 static const char *arena_strdup(struct policy_sendermap *m, const char *s)
@@ -224,7 +229,7 @@ static void grow(struct policy_sendermap *m)
 
 static struct account *new_account(struct policy_sendermap *m, const char *lname)
 {
-	struct account *a = arena_alloc(m, sizeof(*a));
+	struct account *a = arena_zalloc(m, sizeof(*a));
 	a->name = arena_strdup(m, lname);
 	a->tail = &a->rules;
 	return a;
@@ -253,7 +258,7 @@ static struct account *get_account(struct policy_sendermap *m, const char *lname
 static void add_rule(struct policy_sendermap *m, struct account *a, enum kind kind,
                      const char *s)
 {
-	struct rule *r = arena_alloc(m, sizeof(*r));
+	struct rule *r = arena_zalloc(m, sizeof(*r));
 	r->kind = kind;
 	r->s = s ? arena_strdup(m, s) : NULL;
 	*a->tail = r;

@@ -37,7 +37,7 @@ static void conn_free(struct session *s)
 	if (s->tls)
 		tls_free(s->tls);
 	if (s->counted)
-		atomic_fetch_sub(&s->w->d->nconnections, 1);
+		policy_note_disconnect(s->w->d->pstate, s->client_ip);
 	free(s);
 }
 
@@ -336,16 +336,18 @@ void session_accept(uv_stream_t *server, int status)
 	log_info("event=connect sid=%s listener=%s client=%s port=%u", s->sid, l->conf->name,
 	         s->client_ip, s->client_port);
 
-	unsigned n = atomic_fetch_add(&w->d->nconnections, 1) + 1;
-	s->counted = true;
-	if (w->stopping || n > w->d->conf->max_connections) {
+	struct policy_verdict v;
+	policy_check_connect(session_policy(s), w->d->pstate, s->client_ip, session_now(), &v);
+	s->counted = v.code == 0;
+	if (w->stopping && v.code == 0) {
+		v.code = 421, v.enh = "4.3.2", v.text = "Service shutting down", v.rule = "stopping";
+	}
+	if (v.code) {
 		s->state = SS_CLOSING;
-		session_send(s, 421, NULL, "%s Service not available, too many connections",
-		             w->d->conf->hostname);
-		log_info("event=reject sid=%s client=%s code=421 rule=max_connections", s->sid,
-		         s->client_ip);
-		session_trace_reject(s, "CONNECT", "max_connections", 421, "4.7.0",
-		                     "too many connections", NULL);
+		session_send(s, v.code, v.enh, "%s %s", w->d->conf->hostname, v.text);
+		log_info("event=reject sid=%s client=%s code=%d rule=%s", s->sid, s->client_ip, v.code,
+		         v.rule);
+		session_trace_reject(s, "CONNECT", v.rule, v.code, v.enh, v.text, NULL);
 		if (l->conf->mode == CONF_MODE_SMTPS) {
 			/* No TLS yet: a plaintext reply would be garbage to a TLS client. */
 			conn_close_now(s);

@@ -68,6 +68,44 @@ static enum certs_client_verify daemon_verify_mode(enum conf_client_cert cc)
 	}
 }
 
+/* The verdicts' view of a listener: numbers from the configuration, tables
+ * loaded from files. Points into c and t, which must outlive it. */
+static struct policy_conf *daemon_policy_conf(const struct conf *c, const struct conf_listen *lc,
+                                              const struct policy_tables *t)
+{
+	struct policy_conf *pc = xcalloc(1, sizeof(*pc));
+	*pc = (struct policy_conf){
+		.require_auth = lc->require_auth,
+		.require_tls = lc->require_tls,
+		.local_only = lc->mode == CONF_MODE_MX,
+		.max_recipients = c->max_recipients,
+		.local_domains = (const char *const *)c->local_domains,
+		.nlocal_domains = c->nlocal_domains,
+		.check_sender = lc->require_auth,
+		.check_header_from = c->check_header_from && lc->require_auth,
+		.sendermap = t->sendermap,
+		.trusted = t->trusted,
+		.messages_per_hour = c->messages_per_hour,
+		.recipients_per_hour = c->recipients_per_hour,
+		.max_conn_per_ip = c->max_connections_per_ip,
+		.max_conn_total = c->max_connections,
+		.conn_per_ip_per_minute = c->connections_per_ip_per_minute,
+		.auth_max_failures = c->auth_max_failures,
+		.auth_window = c->auth_window,
+		.auth_lockout = c->auth_lockout,
+		.auth_ip_budget = c->auth_ip_budget,
+		.auth_delay_ms = c->auth_fail_delay_ms,
+		.auth_delay_max_ms = c->auth_delay_max_ms,
+	};
+	return pc;
+}
+
+static struct policy_tables *daemon_tables(const struct conf *c, char *err, size_t errlen)
+{
+	return policy_tables_load(c->sender_map, (const char *const *)c->trusted_networks,
+	                          c->ntrusted_networks, err, errlen);
+}
+
 static int daemon_listeners(struct daemon *d, bool bind, char *err, size_t errlen)
 {
 	const struct conf *c = d->conf;
@@ -86,14 +124,7 @@ static int daemon_listeners(struct daemon *d, bool bind, char *err, size_t errle
 			snprintf(err, errlen, "%s:%d: tls: %s", c->path, c->tls_line, why);
 			return -1;
 		}
-		l->policy = (struct policy_conf){
-			.require_auth = l->conf->require_auth,
-			.require_tls = l->conf->require_tls,
-			.local_only = l->conf->mode == CONF_MODE_MX,
-			.max_recipients = c->max_recipients,
-			.local_domains = (const char *const *)c->local_domains,
-			.nlocal_domains = c->nlocal_domains,
-		};
+		atomic_store(&l->policy, daemon_policy_conf(c, l->conf, d->tables));
 		if (bind && listener_bind(l, d->nworkers, err, errlen) < 0)
 			return -1;
 	}
@@ -122,6 +153,13 @@ struct daemon *daemon_new(struct conf *conf, bool check_only, char *err, size_t 
 	d->conf = conf;
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	d->nworkers = conf->loops ? conf->loops : (unsigned)(ncpu > 0 ? ncpu : 1);
+	char why[512];
+	d->tables = daemon_tables(conf, why, sizeof(why));
+	if (!d->tables) {
+		snprintf(err, errlen, "%s: policy: %s", conf->path, why);
+		goto fail;
+	}
+	d->pstate = policy_state_new();
 	if (daemon_listeners(d, !check_only, err, errlen) < 0 || daemon_auth(d, err, errlen) < 0)
 		goto fail;
 	/* Keys are read now: the file may be readable by root only. */
@@ -164,6 +202,9 @@ int daemon_drop_privileges(struct daemon *d, char *err, size_t errlen)
 
 /* ---- workers ------------------------------------------------------------------- */
 
+static void worker_reload_ack(uv_async_t *a);
+static void daemon_reload(struct daemon *d);
+
 static void worker_close_handle(uv_handle_t *h)
 {
 	if (!uv_is_closing(h))
@@ -198,6 +239,7 @@ static void worker_stop_poll(uv_timer_t *t)
 	worker_close_handle((uv_handle_t *)&w->stop_async);
 	worker_close_handle((uv_handle_t *)&w->commit_async);
 	worker_close_handle((uv_handle_t *)&w->trace_async);
+	worker_close_handle((uv_handle_t *)&w->reload_async);
 }
 
 static void worker_stop(uv_async_t *a)
@@ -237,6 +279,8 @@ static int worker_init(struct daemon *d, struct worker *w, unsigned index)
 	uv_async_init(&w->loop, &w->commit_async, worker_commit_done);
 	uv_async_init(&w->loop, &w->trace_async, worker_trace_done);
 	w->trace_async.data = w;
+	uv_async_init(&w->loop, &w->reload_async, worker_reload_ack);
+	w->reload_async.data = w;
 	uv_timer_init(&w->loop, &w->stop_timer);
 	w->stop_async.data = w;
 	w->commit_async.data = w;
@@ -297,7 +341,8 @@ static void daemon_signal(uv_signal_t *sig, int signum)
 {
 	struct daemon *d = sig->data;
 	if (signum == SIGHUP) {
-		log_info("event=sighup note=\"reload is not supported yet; restart to apply changes\"");
+		if (!atomic_load(&d->stopping))
+			daemon_reload(d);
 		return;
 	}
 	if (atomic_exchange(&d->stopping, true)) {
@@ -310,11 +355,87 @@ static void daemon_signal(uv_signal_t *sig, int signum)
 	uv_timer_start(d->force_timer, daemon_force_stop, STOP_GRACE_MS + STOP_FORCE_MS, 0);
 }
 
+/* ---- SIGHUP: new policy without dropping connections ------------------- */
+
+struct daemon_retired {
+	struct policy_tables *tables;
+	struct policy_conf **confs;  /* one per listener */
+	struct conf *src;            /* NULL: d->conf, which stays */
+};
+
+static void daemon_retired_free(struct daemon *d)
+{
+	struct daemon_retired *r = d->retired;
+	if (!r)
+		return;
+	for (size_t i = 0; i < d->nlisteners; i++)
+		free(r->confs[i]);
+	free(r->confs);
+	policy_tables_free(r->tables);
+	conf_free(r->src);
+	free(r);
+	d->retired = NULL;
+}
+
+/* Every loop has run since the swap, so none still holds the old policy:
+ * verdicts are taken and dropped within one callback. */
+static void daemon_reload_check(struct daemon *d)
+{
+	if (d->retired && atomic_load(&d->reload_acks) >= d->nworkers) {
+		daemon_retired_free(d);
+		log_info("event=reload_done");
+	}
+}
+
+static void daemon_reload(struct daemon *d)
+{
+	char err[512];
+	if (d->retired) {
+		log_warn("event=reload_error error=\"the previous reload is still settling; try again\"");
+		return;
+	}
+	struct conf *nc = conf_load(d->conf->path, err, sizeof(err));
+	if (!nc) {
+		log_err("event=reload_error error=\"%s\" note=\"keeping the running policy\"", err);
+		return;
+	}
+	struct policy_tables *t = daemon_tables(nc, err, sizeof(err));
+	if (!t) {
+		log_err("event=reload_error error=\"%s: policy: %s\" note=\"keeping the running policy\"",
+		        nc->path, err);
+		conf_free(nc);
+		return;
+	}
+	struct daemon_retired *r = xcalloc(1, sizeof(*r));
+	r->confs = xcalloc(d->nlisteners, sizeof(*r->confs));
+	for (size_t i = 0; i < d->nlisteners; i++) {
+		struct listener *l = &d->listeners[i];
+		r->confs[i] = atomic_exchange(&l->policy, daemon_policy_conf(nc, l->conf, t));
+	}
+	r->tables = d->tables;
+	r->src = d->policy_src;
+	d->tables = t;
+	d->policy_src = nc;
+	d->retired = r;
+	atomic_store(&d->reload_acks, 0);
+	for (unsigned i = 0; i < d->nworkers; i++)
+		uv_async_send(&d->workers[i].reload_async);
+	log_info("event=reload policy=updated note=\"listeners, TLS and limits outside policy need a restart\"");
+}
+
+static void worker_reload_ack(uv_async_t *a)
+{
+	struct worker *w = a->data;
+	atomic_fetch_add(&w->d->reload_acks, 1);
+	uv_async_send(w->d->main_wake);
+}
+
 /* The main loop lives until the last worker has finished, so that a
  * second signal during a graceful stop is heard rather than fatal. */
 static void daemon_worker_gone(uv_async_t *a)
 {
 	struct daemon *d = a->data;
+	daemon_reload_check(d);
 	if (atomic_load(&d->workers_running) == 0)
 		uv_stop(a->loop);
 }
@@ -443,8 +564,10 @@ void daemon_free(struct daemon *d)
 		trace_store_close(d->trace);
 	if (d->spool)
 		relay_spool_close(d->spool);
+	daemon_retired_free(d);
 	for (size_t i = 0; i < d->nlisteners; i++) {
 		struct listener *l = &d->listeners[i];
+		free(atomic_load(&l->policy));
 		if (l->ssl_ctx)
 			SSL_CTX_free(l->ssl_ctx);
 		for (unsigned j = 0; l->fds && j < d->nworkers; j++)
@@ -454,6 +577,9 @@ void daemon_free(struct daemon *d)
 	}
 	free(d->listeners);
 	free(d->workers);
+	policy_tables_free(d->tables);
+	policy_state_free(d->pstate);
+	conf_free(d->policy_src);
 	free(d->auth_mechs);
 	if (d->trace_keys)
 		explicit_bzero(d->trace_keys, d->ntrace_keys * sizeof(*d->trace_keys));

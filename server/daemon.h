@@ -24,7 +24,9 @@ struct session;
 struct listener {
 	const struct conf_listen *conf;
 	SSL_CTX *ssl_ctx;
-	struct policy_conf policy;
+	/* Swapped whole on SIGHUP; read with session_policy(), never kept
+	 * across an asynchronous step. */
+	_Atomic(struct policy_conf *) policy;
 	int *fds;                 /* one SO_REUSEPORT socket per worker */
 };
 
@@ -38,6 +40,7 @@ struct worker {
 	uv_async_t stop_async;
 	uv_async_t commit_async;  /* the spool's commit thread wakes us */
 	uv_async_t trace_async;   /* the trace store's writer wakes us */
+	uv_async_t reload_async;  /* new policy in place: acknowledge */
 	uv_timer_t stop_timer;    /* bounds a graceful stop */
 	uv_tcp_t *servers;        /* one per listener */
 	struct session *buckets[WORKER_BUCKETS]; /* sessions by id */
@@ -58,6 +61,11 @@ struct daemon {
 	struct relay_spool *spool;
 	struct relay *relay;
 	struct trace_store *trace;  /* NULL when trace { enabled = false } */
+	struct policy_state *pstate;     /* rate limits, connection counts, AUTH guard */
+	struct policy_tables *tables;    /* sender map, trusted networks */
+	struct conf *policy_src;         /* the conf the current policy came from, if reloaded */
+	struct daemon_retired *retired;  /* the policy before the last reload */
+	atomic_uint reload_acks;
 	struct trace_key *trace_keys;
 	size_t ntrace_keys;       /* 0: no trace header */
 	char *auth_mechs;         /* what EHLO offers after TLS */

@@ -28,6 +28,11 @@ static const struct conf *session_conf(const struct session *s)
 	return s->w->d->conf;
 }
 
+double session_now(void)
+{
+	return (double)uv_hrtime() / 1e9;
+}
+
 void tx_reset(struct smtp_tx *tx)
 {
 	if (tx->spool)
@@ -42,6 +47,7 @@ void tx_reset(struct smtp_tx *tx)
 	if (tx->scan)
 		trace_scan_free(tx->scan);
 	buf_free(&tx->scanned);
+	buf_free(&tx->headers);
 	memset(tx, 0, sizeof(*tx));
 }
 
@@ -230,6 +236,7 @@ static void session_policy_view(const struct session *s, struct policy_session *
 	ps->tls = session_tls_active(s);
 	ps->authenticated = s->account != NULL;
 	ps->account = s->account;
+	ps->client_ip = s->client_ip;
 }
 
 static void proceed_mail(struct session *s, struct smtp_cmd *cmd)
@@ -244,12 +251,17 @@ static void proceed_mail(struct session *s, struct smtp_cmd *cmd)
 	if (session_dnsbl_refuse(s))
 		return;
 	session_policy_view(s, &ps);
-	policy_check_mail(&s->l->policy, &ps, cmd->path, &v);
+	const struct policy_conf *pc = session_policy(s);
+	policy_check_mail(pc, &ps, cmd->path, &v);
+	if (v.code == 0)
+		policy_check_rate_message(pc, s->w->d->pstate, &ps, session_now(), &v);
 	if (v.code) {
 		session_trace_reject(s, "MAIL", v.rule, v.code, v.enh, v.text, NULL);
 		session_error(s, v.code, v.enh, "%s", v.text);
 		return;
 	}
+	if (v.rule)
+		log_info("event=policy sid=%s client=%s rule=%s", s->sid, s->client_ip, v.rule);
 	if (cmd->has_size && cmd->size > c->max_message_size) {
 		static const char text[] = "Message size exceeds fixed maximum message size";
 		session_trace_reject(s, "MAIL", "max_size", 552, "5.3.4", text, NULL);
@@ -289,7 +301,10 @@ static void proceed_rcpt(struct session *s, struct smtp_cmd *cmd)
 		return;
 	}
 	session_policy_view(s, &ps);
-	policy_check_rcpt(&s->l->policy, &ps, cmd->path, tx->nrcpts, &v);
+	const struct policy_conf *pc = session_policy(s);
+	policy_check_rcpt(pc, &ps, cmd->path, tx->nrcpts, &v);
+	if (v.code == 0)
+		policy_check_rate_rcpt(pc, s->w->d->pstate, &ps, session_now(), &v);
 	if (v.code) {
 		session_trace_reject(s, "RCPT", v.rule, v.code, v.enh, v.text, cmd->path);
 		session_error(s, v.code, v.enh, "<%s>: %s", cmd->path, v.text);

@@ -62,6 +62,8 @@ struct smtp_tx {
 	struct trace_scan *scan;  /* trace header and SHA-256, NULL when off */
 	struct buf scanned;       /* scan output waiting for the spool */
 	uint64_t size;            /* message bytes as spooled */
+	struct buf headers;       /* the header block, for the header From check */
+	bool headers_done;
 };
 
 struct session {
@@ -87,7 +89,7 @@ struct session {
 	bool reading;
 	bool close_after_flush;
 	bool write_blocked;       /* too many unsent replies: reading paused */
-	bool counted;             /* holds a slot in d->nconnections */
+	bool counted;             /* counted by the policy's connection limits */
 
 	char *helo;
 	bool esmtp;
@@ -98,6 +100,7 @@ struct session {
 	bool auth_inflight;       /* a SASL step holds `auth` on a worker thread */
 	char *auth_mech;
 	char *account;            /* authenticated identity */
+	unsigned auth_delay_ms;   /* before the 535 of a failed AUTH */
 
 	/* DNS (session_dns.c) */
 	bool rdns_pending;
@@ -110,6 +113,15 @@ struct session {
 
 	struct smtp_tx tx;
 };
+
+/* The listener's current policy (swapped on SIGHUP): take it for one
+ * verdict, never keep it across an asynchronous step. */
+static inline const struct policy_conf *session_policy(const struct session *s)
+{
+	return atomic_load(&s->l->policy);
+}
+/* Monotonic seconds, for rate limits. */
+double session_now(void);
 
 /* conn.c */
 void session_accept(uv_stream_t *server, int status);

@@ -43,11 +43,45 @@ static void auth_work_free(struct auth_work *aw)
 	free(aw);
 }
 
+/* Refuses an exchange for a locked (address, account) pair or address.
+ * account is NULL before the client said who it is. */
+static bool session_auth_refused(struct session *s, const char *account)
+{
+	struct policy_verdict v;
+	policy_auth_check(s->w->d->pstate->guard, session_policy(s), s->client_ip, account,
+	                  session_now(), &v);
+	if (v.code == 0)
+		return false;
+	log_warn("event=auth sid=%s client=%s user=%s result=locked rule=%s", s->sid, s->client_ip,
+	         account ? account : "-", v.rule);
+	session_trace_reject(s, "AUTH", v.rule, v.code, v.enh, v.text, NULL);
+	session_error(s, v.code, v.enh, "%s", v.text);
+	if (v.code == 421)
+		session_close(s, true);
+	return true;
+}
+
+static bool session_auth_locked(struct session *s, const char *account)
+{
+	if (!session_auth_refused(s, account))
+		return false;
+	auth_session_free(s->auth);
+	s->auth = NULL;
+	if (s->state != SS_CLOSING && !s->close_after_flush)
+		s->state = SS_COMMAND;
+	return true;
+}
+
 static void session_auth_result(struct session *s, struct auth_work *aw)
 {
 	const char *user;
 	switch (aw->result) {
 	case AUTH_OK:
+		/* A locked account stays locked, right password or not: otherwise
+		 * the lockout would still let an attacker test guesses. */
+		if (session_auth_locked(s, auth_username(s->auth)))
+			break;
+		policy_auth_succeeded(s->w->d->pstate->guard, s->client_ip, auth_username(s->auth));
 		s->account = str_dup(auth_username(s->auth));
 		s->auth_mech = str_dup(auth_mech(s->auth));
 		log_info("event=auth sid=%s client=%s mech=%s user=%s result=ok", s->sid, s->client_ip,
@@ -78,6 +112,8 @@ static void session_auth_result(struct session *s, struct auth_work *aw)
 			break;
 		}
 		user = auth_attempted_user(s->auth);
+		if (user && session_auth_locked(s, user))
+			break;
 		struct trace_reject tr = {
 			.time = time(NULL), .sid = s->sid, .listener = s->l->conf->name,
 			.client_ip = s->client_ip, .helo = s->helo, .account = user, .command = "AUTH",
@@ -89,6 +125,9 @@ static void session_auth_result(struct session *s, struct auth_work *aw)
 		log_info("event=auth sid=%s client=%s mech=%s user=%s result=fail reason=\"%s\"",
 		         s->sid, s->client_ip, auth_mech(s->auth) ? auth_mech(s->auth) : "-",
 		         user ? user : "-", why ? why : "-");
+		/* The delay grows with the failures of this (address, account). */
+		s->auth_delay_ms = policy_auth_failed(s->w->d->pstate->guard, session_policy(s),
+		                                      s->client_ip, user ? user : "", session_now());
 		/* A fresh SASL object for the next attempt. */
 		auth_session_free(s->auth);
 		s->auth = NULL;
@@ -129,7 +168,7 @@ static void auth_work_done(uv_work_t *req, int status)
 	auth_work_free(aw);
 	if (s->state == SS_AUTH_DELAY) {
 		/* The failure reply waits, so that guessing passwords is slow. */
-		uv_timer_start(&s->timer, auth_delay_done, s->w->d->conf->auth_fail_delay_ms, 0);
+		uv_timer_start(&s->timer, auth_delay_done, s->auth_delay_ms, 0);
 		session_flush(s);
 		return;
 	}
@@ -199,6 +238,8 @@ void session_cmd_auth(struct session *s, struct smtp_cmd *cmd)
 		session_error(s, 504, "5.5.4", "Unrecognized authentication type");
 		return;
 	}
+	if (session_auth_refused(s, NULL))
+		return;
 	session_auth_dispatch(s, cmd->mech, cmd->initial);
 }
 

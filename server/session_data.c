@@ -8,6 +8,7 @@
  */
 #include "server/session.h"
 #include "trace/trace.h"
+#include "policy/policy.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -292,12 +293,54 @@ static bool data_refuse(struct session *s, unsigned flags)
 
 /* Message bytes on their way to the spool, through the trace scanner
  * (which adds the trace header and hashes what is relayed). */
+/* Keeps the header block (up to a cap) when the header From is checked. */
+#define HEADERS_MAX (64 * 1024)
+
+static void data_keep_headers(struct session *s, const char *p, size_t n)
+{
+	struct smtp_tx *tx = &s->tx;
+	if (tx->headers_done || !session_policy(s)->check_header_from)
+		return;
+	size_t room = HEADERS_MAX - tx->headers.len;
+	size_t old = tx->headers.len;
+	buf_append(&tx->headers, p, n < room ? n : room);
+	const char *from = tx->headers.data + (old > 3 ? old - 3 : 0);
+	const char *end = memmem(from, tx->headers.len - (size_t)(from - tx->headers.data),
+	                         "\r\n\r\n", 4);
+	if (end) {
+		tx->headers.len = (size_t)(end - tx->headers.data) + 2;
+		tx->headers_done = true;
+	} else if (tx->headers.len >= HEADERS_MAX) {
+		tx->headers_done = true;
+	}
+}
+
+/* With check_header_from: every From mailbox must be the account's. */
+static bool data_refuse_header_from(struct session *s)
+{
+	const struct policy_conf *pc = session_policy(s);
+	if (!pc->check_header_from || !s->account)
+		return false;
+	struct policy_session ps = {
+		.tls = true, .authenticated = true, .account = s->account, .client_ip = s->client_ip,
+	};
+	struct policy_verdict v;
+	policy_check_header_from(pc, &ps, s->tx.headers.data ? s->tx.headers.data : "",
+	                         s->tx.headers.len, &v);
+	if (v.code == 0)
+		return false;
+	session_trace_reject(s, "DATA", v.rule, v.code, v.enh, v.text, NULL);
+	session_error(s, v.code, v.enh, "%s", v.text);
+	return true;
+}
+
 static int data_emit(struct session *s, const char *p, size_t n)
 {
 	struct smtp_tx *tx = &s->tx;
 	if (n == 0)
 		return 0;
 	tx->size += n;
+	data_keep_headers(s, p, n);
 	if (!tx->scan)
 		return relay_spool_write(tx->spool, p, n);
 	trace_scan_feed(tx->scan, p, n, &tx->scanned);
@@ -335,6 +378,10 @@ static void data_end(struct session *s)
 	    data_emit_end(s) < 0) {
 		if (!flags)
 			session_error(s, 451, "4.3.0", "Error: queue file write error");
+		tx_reset(tx);
+		return;
+	}
+	if (data_refuse_header_from(s)) {
 		tx_reset(tx);
 		return;
 	}
@@ -407,6 +454,10 @@ static void bdat_chunk_done(struct session *s)
 		return;
 	}
 	if (tx->bdat_last) {
+		if (data_refuse_header_from(s)) {
+			tx_reset(tx);
+			return;
+		}
 		data_commit(s);
 		return;
 	}

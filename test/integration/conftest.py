@@ -28,6 +28,12 @@ SASLPASSWD2 = os.environ.get("SASLPASSWD2") or shutil.which("saslpasswd2") or "/
 HOSTNAME = "mx.test"
 USERS = {"alice": "alice-secret", "bob": "bob-secret", "carol@example.org": "carol-secret"}
 IS_ROOT = os.geteuid() == 0
+# Who may send as whom in the tests (policy { sender_map }).
+DEFAULT_SENDER_MAP = """# account  addresses it may use as MAIL FROM
+alice  @mx.test, <>
+bob    @mx.test, <>
+carol@example.org  =
+"""
 
 
 def untraced(msg):
@@ -169,7 +175,7 @@ class Postern:
     """A running posternd with its own configuration and state."""
 
     def __init__(self, base, pki, sasldb, downstream=None, extra="", listen_extra=None,
-                 limits="", relay_extra="", trace=""):
+                 limits="", relay_extra="", trace="", sender_map=None, policy=""):
         self.base = base
         self.pki = pki
         self.ports = {"smtps": free_port(), "submission": free_port(), "mx": free_port()}
@@ -177,6 +183,10 @@ class Postern:
         self.maildir = make_dir(os.path.join(base, "Maildir"), for_daemon=True)
         self.trace_dir = make_dir(os.path.join(base, "trace"), for_daemon=True)
         self.trace_db = os.path.join(self.trace_dir, "trace.db")
+        self.sender_map = os.path.join(base, "senders")
+        with open(self.sender_map, "w") as f:
+            f.write(DEFAULT_SENDER_MAP if sender_map is None else sender_map)
+        os.chmod(self.sender_map, 0o644)
         self.keys = os.path.join(base, "trace.keys")
         with open(self.keys, "w") as f:
             f.write("k1 " + os.urandom(32).hex() + "\n")
@@ -197,7 +207,8 @@ class Postern:
             'handshake_timeout = "5s" }',
             f'sasl {{ sasldb = "{sasldb}" fail_delay = "1s" }}',
             f'limits {{ max_message_size = "1M" max_recipients = 20 idle_timeout = "30s" {limits} }}',
-            'policy { local_domains = { "example.org", "mx.test" } }',
+            f'policy {{ local_domains = {{ "example.org", "mx.test" }} '
+            f'sender_map = "{self.sender_map}" {policy} }}',
             f'trace {{ db = "{self.trace_db}" key_file = "{self.keys}" {trace} }}',
             f'spool {{ directory = "{self.spool}" }}',
             f'relay {{ {relay} retry_min = "1s" retry_max = "2s" timeout = "10s" {relay_extra} }}',

@@ -214,8 +214,9 @@ START_TEST(test_sender_big_map)
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
 	ck_assert_msg(m != NULL, "%s", err);
-	/* Well under a second in a normal build; sanitizers are slower. */
-	ck_assert_msg(secs < 3.0, "load took %.2fs", secs);
+	/* About half a second in an -O2 build; the bound is loose for sanitizer
+	 * builds and catches what matters, a load gone quadratic. */
+	ck_assert_msg(secs < 5.0, "load took %.2fs", secs);
 	ck_assert(policy_sender_owned(m, "user123456@example.org", "alias123456@example.net"));
 	ck_assert(!policy_sender_owned(m, "user123456@example.org", "alias123457@example.net"));
 	policy_sendermap_free(m);
