@@ -206,7 +206,10 @@ def test_sample_config_parses(tmp_path, pki, sasldb):
     keys = tmp_path / "trace.keys"
     keys.write_text("k1 " + os.urandom(32).hex() + "\n")
     keys.chmod(0o600)
+    senders = tmp_path / "senders"
+    senders.write_text("alice alice@example.org\n")
     subst = {
+        r'(\bsender_map\s*=\s*)"[^"]*"': str(senders),
         r'(\bkey_file\s*=\s*)"[^"]*"': str(keys),
         r'(\bcert\s*=\s*)"[^"]*"': pki.path("server.pem"),
         r'(\bkey\s*=\s*)"[^"]*"': pki.path("server.key"),
