@@ -32,6 +32,7 @@ struct conf_errctx {
 	cfg_t *top;  /* sections have no file name of their own */
 	const char *dir; /* the file's directory, for relative paths */
 	int tls_line;
+	bool check_files;
 };
 
 /* libconfuse has no user pointer on cfg_t error callbacks; loads are rare
@@ -209,7 +210,7 @@ static int valid_downstream(cfg_t *cfg, cfg_opt_t *opt)
 static int valid_readable(cfg_t *cfg, cfg_opt_t *opt)
 {
 	const char *v = cfg_opt_getnstr(opt, 0);
-	if (!conf_err_target || !v)
+	if (!conf_err_target || !conf_err_target->check_files || !v)
 		return 0;
 	char *path = conf_path(conf_err_target->dir, v);
 	int rc = access(path, R_OK);
@@ -640,8 +641,14 @@ static int conf_check(const struct conf *c, char *err, size_t errlen)
 
 struct conf *conf_load(const char *path, char *err, size_t errlen)
 {
+	return conf_load_flags(path, 0, err, errlen);
+}
+
+struct conf *conf_load_flags(const char *path, unsigned flags, char *err, size_t errlen)
+{
 	char *dir = path ? conf_dir_of(path) : NULL;
-	struct conf_errctx ec = { err, errlen, false, NULL, dir, 0 };
+	struct conf_errctx ec = { err, errlen, false, NULL, dir, 0,
+	                          !(flags & CONF_NO_FILE_CHECKS) };
 	snprintf(err, errlen, "unknown configuration error");
 	cfg_t *cfg = cfg_init(top_opts, CFGF_NONE);
 	if (!cfg) {

@@ -114,6 +114,11 @@ struct conf {
 /* Reads path (NULL: defaults only). Returns NULL and writes "file:line:
  * reason" (or "file: reason") into err on any error. */
 struct conf *conf_load(const char *path, char *err, size_t errlen);
+/* CONF_NO_FILE_CHECKS: do not check that the files named (certificates,
+ * keys) can be read: a reload after dropping privileges reads none of
+ * them again. */
+enum { CONF_NO_FILE_CHECKS = 1 << 0 };
+struct conf *conf_load_flags(const char *path, unsigned flags, char *err, size_t errlen);
 void conf_free(struct conf *c);
 const char *conf_mode_name(enum conf_listen_mode mode);
 

@@ -394,7 +394,7 @@ static void daemon_reload(struct daemon *d)
 		log_warn("event=reload_error error=\"the previous reload is still settling; try again\"");
 		return;
 	}
-	struct conf *nc = conf_load(d->conf->path, err, sizeof(err));
+	struct conf *nc = conf_load_flags(d->conf->path, CONF_NO_FILE_CHECKS, err, sizeof(err));
 	if (!nc) {
 		log_err("event=reload_error error=\"%s\" note=\"keeping the running policy\"", err);
 		return;

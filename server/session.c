@@ -253,6 +253,8 @@ static void proceed_mail(struct session *s, struct smtp_cmd *cmd)
 	session_policy_view(s, &ps);
 	const struct policy_conf *pc = session_policy(s);
 	policy_check_mail(pc, &ps, cmd->path, &v);
+	if (v.code == 0 && v.rule) /* accepted by an exception: say which */
+		log_info("event=policy sid=%s client=%s rule=%s", s->sid, s->client_ip, v.rule);
 	if (v.code == 0)
 		policy_check_rate_message(pc, s->w->d->pstate, &ps, session_now(), &v);
 	if (v.code) {
@@ -260,8 +262,6 @@ static void proceed_mail(struct session *s, struct smtp_cmd *cmd)
 		session_error(s, v.code, v.enh, "%s", v.text);
 		return;
 	}
-	if (v.rule)
-		log_info("event=policy sid=%s client=%s rule=%s", s->sid, s->client_ip, v.rule);
 	if (cmd->has_size && cmd->size > c->max_message_size) {
 		static const char text[] = "Message size exceeds fixed maximum message size";
 		session_trace_reject(s, "MAIL", "max_size", 552, "5.3.4", text, NULL);

@@ -141,8 +141,24 @@ wait_port() {
 "$bin/psink" -p "$sink_f" 2>"$work/sink-postfix.log" & pids+=($!)
 wait_port "$sink_p" && wait_port "$sink_f" || { echo "run.sh: sinks did not start" >&2; exit 1; }
 
+# Variants for (e): "full" has the trace store (with the signed header) and
+# the policy layer with every counter in use (limits far above the load);
+# "notrace" the same without the trace store; "bare" neither the trace store
+# nor limits (the sender map stays: without it no one may send).
+printf 'bench bench@%s\n' "$realm" > "$work/senders"
+chmod 644 "$work/senders"
+(umask 077 && printf 'b1 %s\n' "$(openssl rand -hex 32)" > "$work/trace.keys")
+policy_full='messages_per_hour = 100000000 recipients_per_hour = 100000000
+	max_connections_per_ip = 1000000 connections_per_ip_per_minute = 100000000'
+policy_bare='max_connections_per_ip = 0'
+
 start_postern() {
-	local r=$1 d="$work/postern-$1"
+	local r=$1 variant=${2:-full} d="$work/postern-$1-${2:-full}"
+	local trace="key_file = \"$work/trace.keys\"" policy=$policy_full
+	case $variant in
+	notrace) trace='enabled = false' ;;
+	bare) trace='enabled = false'; policy=$policy_bare ;;
+	esac
 	mkdir -p "$d/spool"
 	chown nobody:nogroup "$d/spool"
 	chmod 755 "$d"
@@ -158,6 +174,9 @@ sasl { sasldb = "$work/sasldb2" }
 limits { max_connections = 20000 }
 spool { directory = "$d/spool" }
 relay { downstream = "smtp://127.0.0.1:$sink_p" workers = 8 }
+trace { $trace }
+policy { sender_map = "$work/senders" $policy }
+dns { reverse_lookup = false }
 EOF
 	"$posternd" -c "$d/postern.conf" >"$d/posternd.log" 2>&1 &
 	postern_pid=$!
@@ -183,12 +202,12 @@ stop_postfix() { "$here/postfix.sh" stop "$postfix_dir"; }
 # The server's processes: posternd, or Postfix's master and all its children
 # (postlogd left out: it stands in for syslogd).
 root_pid() {
-	if [ "$1" = postern ]; then echo "$postern_pid"; else tr -d ' \n' < "$postfix_dir/queue/pid/master.pid"; fi
+	case $1 in postern*) echo "$postern_pid" ;; *) tr -d ' \n' < "$postfix_dir/queue/pid/master.pid" ;; esac
 }
 srv_cpu() { python3 "$here/procstat.py" cpu "$(root_pid "$1")" --exclude postlogd; }
 srv_mem() { python3 "$here/procstat.py" mem "$(root_pid "$1")" --exclude postlogd; }
-port_of() { if [ "$1" = postern ]; then echo "$p_smtps"; else echo "$f_smtps"; fi; }
-sink_of() { if [ "$1" = postern ]; then echo "$sink_p"; else echo "$sink_f"; fi; }
+port_of() { case $1 in postern*) echo "$p_smtps" ;; *) echo "$f_smtps" ;; esac; }
+sink_of() { case $1 in postern*) echo "$sink_p" ;; *) echo "$sink_f" ;; esac; }
 
 results="$work/results.txt"
 : > "$results"
@@ -321,6 +340,13 @@ for r in $(seq 1 "$rounds"); do
 	done
 	stop_postern
 	stop_postfix
+	# (e): what the trace store and the policy layer cost, on (a)
+	for v in notrace bare; do
+		start_postern "$r" "$v"
+		run_pgen -p "$p_smtps" -c 16 -n 5 -d 1 --sink "127.0.0.1:$sink_p" -q >/dev/null
+		for n in $a_conns; do scenario_load "$r" "postern-$v" "a$n" "$n" "$msgs_per_conn"; done
+		stop_postern
+	done
 done
 line=$("$bin/fsbench" "$work/fsync" "$limit_secs" 1)
 record "0 machine - fsync_rename_per_s_1_end $(kv "$line" per_s)"
@@ -406,6 +432,19 @@ for n in a_conns:
     row(f"(d) server CPU s per 1000 msgs, a{n}", f"a{n}", "cpu_per_1000", 3, target=("ratio", 1 / 3), better="lower")
 for n in b_conns:
     row(f"    server CPU s per 1000 conns, b{n}", f"b{n}", "cpu_per_1000", 3)
+
+# (e): Postern against itself. cost = 1 - with / without.
+def cost_row(label, sc, with_srv, without_srv, limit):
+    a, b = med(with_srv, sc, "msgs_per_s"), med(without_srv, sc, "msgs_per_s")
+    if a is None or b in (None, 0):
+        rows.append((label, "-", "-", "-", f"<= {limit}%", "n/a"))
+        return
+    cost = (1 - a / b) * 100
+    rows.append((label, cell(with_srv, sc, "msgs_per_s"), cell(without_srv, sc, "msgs_per_s"),
+                 f"{cost:+.1f}%", f"<= {limit}%", "met" if cost <= limit else "MISSED"))
+for n in a_conns:
+    cost_row(f"(e) trace store cost, a{n} (with | without)", f"a{n}", "postern", "postern-notrace", 10)
+    cost_row(f"(e) policy layer cost, a{n} (with | without)", f"a{n}", "postern-notrace", "postern-bare", 5)
 
 w = [max(len(r[i]) for r in rows + [("scenario", "Postern", "Postfix", "ratio", "target", "")]) for i in range(6)]
 hdr = ("scenario", "Postern", "Postfix", "ratio", "target", "")
