@@ -105,6 +105,16 @@ static int valid_limit(cfg_t *cfg, cfg_opt_t *opt)
 	return 0;
 }
 
+static int valid_override(cfg_t *cfg, cfg_opt_t *opt)
+{
+	long v = cfg_opt_getnint(opt, cfg_opt_size(opt) - 1);
+	if (v < -1 || v > INT_MAX) {
+		cfg_error(cfg, "%s: must be 0 (unlimited) or a positive number, not %ld", opt->name, v);
+		return -1;
+	}
+	return 0;
+}
+
 static int valid_count(cfg_t *cfg, cfg_opt_t *opt)
 {
 	long v = cfg_opt_getnint(opt, cfg_opt_size(opt) - 1);
@@ -252,6 +262,12 @@ static cfg_opt_t listen_opts[] = {
 	CFG_STR("address", NULL, CFGF_NODEFAULT),
 	CFG_STR("client_cert", "none", CFGF_NONE),
 	CFG_BOOL("require_tls", cfg_true, CFGF_NONE),
+	/* -1: the number from policy { } / limits { } */
+	CFG_INT("max_recipients", -1, CFGF_NONE),
+	CFG_INT("messages_per_hour", -1, CFGF_NONE),
+	CFG_INT("recipients_per_hour", -1, CFGF_NONE),
+	CFG_INT("max_connections_per_ip", -1, CFGF_NONE),
+	CFG_INT("connections_per_ip_per_minute", -1, CFGF_NONE),
 	CFG_END()
 };
 
@@ -405,6 +421,12 @@ static void conf_set_validators(cfg_t *cfg)
 	cfg_set_validate_func(cfg, "listen|mode", valid_mode);
 	cfg_set_validate_func(cfg, "listen|address", valid_address);
 	cfg_set_validate_func(cfg, "listen|client_cert", valid_client_cert);
+	static const char *const overrides[] = {
+		"listen|max_recipients", "listen|messages_per_hour", "listen|recipients_per_hour",
+		"listen|max_connections_per_ip", "listen|connections_per_ip_per_minute",
+	};
+	for (size_t i = 0; i < ARRAY_LEN(overrides); i++)
+		cfg_set_validate_func(cfg, overrides[i], valid_override);
 	cfg_set_validate_func(cfg, "log|level", valid_level);
 	cfg_set_validate_func(cfg, "relay|tls", valid_relay_tls);
 	cfg_set_validate_func(cfg, "relay|downstream", valid_downstream);
@@ -502,6 +524,11 @@ static void conf_fill_listens(struct conf *c, cfg_t *cfg)
 			ARRAY_LEN(client_cert_names), cfg_getstr(sec, "client_cert"));
 		l->require_auth = l->mode != CONF_MODE_MX;
 		l->require_tls = cfg_getbool(sec, "require_tls");
+		l->max_recipients = cfg_getint(sec, "max_recipients");
+		l->messages_per_hour = cfg_getint(sec, "messages_per_hour");
+		l->recipients_per_hour = cfg_getint(sec, "recipients_per_hour");
+		l->max_connections_per_ip = cfg_getint(sec, "max_connections_per_ip");
+		l->connections_per_ip_per_minute = cfg_getint(sec, "connections_per_ip_per_minute");
 	}
 }
 

@@ -26,6 +26,12 @@ struct conf_listen {
 	enum conf_client_cert client_cert;
 	bool require_auth;     /* smtps/submission: yes; mx: no */
 	bool require_tls;      /* refuse MAIL before TLS (default yes) */
+	/* Per-listener overrides of the policy numbers; -1: the policy's. */
+	long max_recipients;
+	long messages_per_hour;
+	long recipients_per_hour;
+	long max_connections_per_ip;
+	long connections_per_ip_per_minute;
 };
 
 struct conf {

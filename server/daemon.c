@@ -97,6 +97,17 @@ static struct policy_conf *daemon_policy_conf(const struct conf *c, const struct
 		.auth_delay_ms = c->auth_fail_delay_ms,
 		.auth_delay_max_ms = c->auth_delay_max_ms,
 	};
+	/* A listener may set its own numbers. */
+	if (lc->max_recipients >= 0)
+		pc->max_recipients = (unsigned)lc->max_recipients;
+	if (lc->messages_per_hour >= 0)
+		pc->messages_per_hour = (unsigned)lc->messages_per_hour;
+	if (lc->recipients_per_hour >= 0)
+		pc->recipients_per_hour = (unsigned)lc->recipients_per_hour;
+	if (lc->max_connections_per_ip >= 0)
+		pc->max_conn_per_ip = (unsigned)lc->max_connections_per_ip;
+	if (lc->connections_per_ip_per_minute >= 0)
+		pc->conn_per_ip_per_minute = (unsigned)lc->connections_per_ip_per_minute;
 	return pc;
 }
 

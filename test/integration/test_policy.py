@@ -789,3 +789,30 @@ def test_sighup_reloads_policy_section(make_postern, sink):
     assert (code, enh(lines)) == (553, "5.7.1"), lines
     c.close()
     sink.wait_messages(1)
+
+
+# ---- per-listener numbers ---------------------------------------------------------
+
+def test_listener_overrides_policy_numbers(make_postern):
+    """A listener's own max_recipients / messages_per_hour win over the
+    global ones; the other listeners keep the global numbers."""
+    p = make_postern(listen_extra={"submission": "max_recipients = 2 messages_per_hour = 1"})
+    # smtps: the global numbers (20 recipients, no hourly limit)
+    c = session(p, "smtps", user="alice")
+    for n in range(2):
+        assert c.cmd("MAIL FROM:<alice@mx.test>")[0] == 250
+        for i in range(3):
+            assert c.cmd(f"RCPT TO:<r{i}@example.net>")[0] == 250
+        assert c.cmd("RSET")[0] == 250
+    c.close()
+    # submission: 2 recipients per message, 1 message per hour
+    c = session(p, "submission", user="bob")
+    assert c.cmd("MAIL FROM:<bob@mx.test>")[0] == 250
+    assert c.cmd("RCPT TO:<a@example.net>")[0] == 250
+    assert c.cmd("RCPT TO:<b@example.net>")[0] == 250
+    code, lines = c.cmd("RCPT TO:<c@example.net>")
+    assert code == 452 and enh(lines) == "4.5.3", lines
+    assert c.cmd("RSET")[0] == 250
+    code, lines = c.cmd("MAIL FROM:<bob@mx.test>")
+    assert code == 450 and enh(lines) == "4.7.1", lines
+    c.close()
