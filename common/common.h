@@ -73,6 +73,11 @@ bool str_case_prefix(const char *s, const char *prefix);
 int str_parse_size(const char *s, uint64_t *out);
 /* Parses "30", "30s", "5m", "2h", "3d" into seconds. Returns 0 or -EINVAL. */
 int str_parse_duration(const char *s, uint64_t *out);
+/* The value of a hex digit, or -1. */
+int str_hexval(int c);
+/* The value of a base64 character (RFC 4648 alphabet; with url_too also the
+ * URL-safe '-' and '_'), or -1. */
+int str_b64val(int c, bool url_too);
 /* Copies s into dst (size > 0) replacing anything unsafe in a log line. */
 void str_sanitize(char *dst, size_t size, const char *s, size_t len);
 

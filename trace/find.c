@@ -298,31 +298,7 @@ static void entity_type(const char *hdr, size_t hlen, const char *dflt, struct c
 
 /* ---- transfer encodings ----------------------------------------------- */
 
-static int b64val(int c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
-}
 
-static int hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
 
 /* Lenient, as receivers are (RFC 2045 6.8): characters outside the
  * alphabet are skipped, '=' ends the data. */
@@ -332,7 +308,7 @@ static size_t b64_decode(const char *s, size_t n, char *out)
 	int bits = 0;
 	size_t o = 0;
 	for (size_t i = 0; i < n && s[i] != '='; i++) {
-		int v = b64val((unsigned char)s[i]);
+		int v = str_b64val((unsigned char)s[i], false);
 		if (v < 0)
 			continue;
 		acc = (acc << 6) | (unsigned)v;
@@ -358,10 +334,10 @@ static size_t qp_decode(const char *s, size_t n, char *out)
 			j++;
 		if (j < n && (s[j] == '\n' || (s[j] == '\r' && j + 1 < n && s[j + 1] == '\n'))) {
 			i = s[j] == '\n' ? j : j + 1; /* soft line break */
-		} else if (i + 2 < n && hexval((unsigned char)s[i + 1]) >= 0 &&
-		           hexval((unsigned char)s[i + 2]) >= 0) {
-			out[o++] = (char)(hexval((unsigned char)s[i + 1]) << 4 |
-			                  hexval((unsigned char)s[i + 2]));
+		} else if (i + 2 < n && str_hexval((unsigned char)s[i + 1]) >= 0 &&
+		           str_hexval((unsigned char)s[i + 2]) >= 0) {
+			out[o++] = (char)(str_hexval((unsigned char)s[i + 1]) << 4 |
+			                  str_hexval((unsigned char)s[i + 2]));
 			i += 2;
 		} else {
 			out[o++] = '=';

@@ -189,20 +189,6 @@ static bool fws(int c)
 	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
 }
 
-static int b64val(int c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
-}
 
 /* Exactly the 44 characters EVP_EncodeBlock makes of 32 bytes. */
 static bool mac_decode(const char *s, size_t n, unsigned char out[MAC_LEN])
@@ -213,7 +199,7 @@ static bool mac_decode(const char *s, size_t n, unsigned char out[MAC_LEN])
 	int bits = 0;
 	size_t o = 0;
 	for (size_t i = 0; i < 43; i++) {
-		int v = b64val((unsigned char)s[i]);
+		int v = str_b64val((unsigned char)s[i], false);
 		if (v < 0)
 			return false;
 		acc = (acc << 6) | (unsigned)v;

@@ -41,31 +41,7 @@ void trace_new_id(char out[TRACE_ID_LEN + 1])
 	out[o] = '\0';
 }
 
-static int hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
 
-static int b64val(int c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+' || c == '-')
-		return 62;
-	if (c == '/' || c == '_')
-		return 63;
-	return -1;
-}
 
 /* Hex is tried first: a run of hex digits is also valid base64, and a
  * secret written as hex is by far the more common. Returns the decoded
@@ -74,13 +50,13 @@ static long decode_secret(const char *s, size_t n, unsigned char *out, size_t ma
 {
 	bool hex = n % 2 == 0;
 	for (size_t i = 0; hex && i < n; i++)
-		hex = hexval((unsigned char)s[i]) >= 0;
+		hex = str_hexval((unsigned char)s[i]) >= 0;
 	if (hex) {
 		if (n / 2 > max)
 			return -1;
 		for (size_t i = 0; i < n; i += 2)
-			out[i / 2] = (unsigned char)(hexval((unsigned char)s[i]) << 4 |
-			                             hexval((unsigned char)s[i + 1]));
+			out[i / 2] = (unsigned char)(str_hexval((unsigned char)s[i]) << 4 |
+			                             str_hexval((unsigned char)s[i + 1]));
 		return (long)(n / 2);
 	}
 	/* Base64, standard or URL alphabet, padding optional but exact. */
@@ -95,7 +71,7 @@ static long decode_secret(const char *s, size_t n, unsigned char *out, size_t ma
 	int bits = 0;
 	size_t o = 0;
 	for (size_t i = 0; i < n; i++) {
-		int v = b64val((unsigned char)s[i]);
+		int v = str_b64val((unsigned char)s[i], true);
 		if (v < 0)
 			return -1;
 		acc = (acc << 6) | (unsigned)v;

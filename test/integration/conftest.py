@@ -293,11 +293,31 @@ class Postern:
         return RawClient(self, mode, cert, timeout, source)
 
 
+OPEN_CLIENTS = []
+
+
+def enh(lines):
+    """The enhanced status code of a reply's last line."""
+    return lines[-1][4:].split(" ", 1)[0]
+
+
+def expect(reply, code, enhanced=None):
+    """Asserts a (code, lines) reply; returns its lines."""
+    got, lines = reply
+    assert got == code, f"expected {code} {enhanced or ''}, got {lines}"
+    if enhanced is not None:
+        assert enh(lines) == enhanced, f"expected {code} {enhanced}, got {lines}"
+    return lines
+
+
 class RawClient:
     """Byte-exact SMTP for tests that must send what no library would. The
-    greeting is not read on connect: call reply() for it first."""
+    greeting is not read on connect: call reply() for it first. Clients
+    still open when a test ends are closed before posternd is stopped: a
+    session left in DATA would make SIGTERM wait for it."""
 
     def __init__(self, postern, mode, cert, timeout, source=None):
+        OPEN_CLIENTS.append(self)
         self.p = postern
         self.sock = socket.create_connection(("127.0.0.1", postern.ports[mode]), timeout=timeout,
                                              source_address=(source, 0) if source else None)
@@ -407,6 +427,8 @@ def make_postern(workdir, pki, sasldb):
         return p.start()
 
     yield make
+    while OPEN_CLIENTS:
+        OPEN_CLIENTS.pop().close()
     problems = []
     for p in started:
         if p.proc:

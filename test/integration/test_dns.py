@@ -2,7 +2,6 @@
 name in the Received header and the trace record, DNSBL refusals on the mx
 listener, and a server that never answers."""
 
-import json
 import os
 import re
 import socket
@@ -11,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import HERE, wait_for
+from conftest import HERE
 
 TESTNS = "/usr/bin/ldns-testns"
 

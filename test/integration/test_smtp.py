@@ -8,51 +8,21 @@ import os
 import re
 import time
 
-import pytest
-
-from conftest import HOSTNAME, USERS, untraced, wait_for
+from conftest import HOSTNAME, USERS, untraced, wait_for, enh, expect
 
 SINK_GRACE = 0.4  # how long a refused message gets to (wrongly) show up
 
 
 # ---- helpers -----------------------------------------------------------------
 
-_clients = []
 
 
-@pytest.fixture(autouse=True)
-def _isolate(request, make_postern):
-    """Empties the sink's directory first: conftest names it after a free
-    port number, which a later test can draw again, and would then find
-    the earlier test's messages there. Closes every client before posternd
-    is stopped: a session left in DATA would make SIGTERM wait for it."""
-    if "sink" in request.fixturenames:
-        d = request.getfixturevalue("sink").dir
-        for name in os.listdir(d):
-            os.unlink(os.path.join(d, name))
-    yield
-    while _clients:
-        _clients.pop().close()
 
-
-def enh(lines):
-    """The enhanced status code of the last line of a reply, or None."""
-    parts = lines[-1][4:].split(" ", 1)
-    return parts[0] if re.fullmatch(r"[245]\.\d{1,3}\.\d{1,3}", parts[0]) else None
-
-
-def expect(reply, code, enhanced=None):
-    got_code, lines = reply
-    assert got_code == code, f"expected {code} {enhanced or ''}, got {lines}"
-    if enhanced is not None:
-        assert enh(lines) == enhanced, f"expected {code} {enhanced}, got {lines}"
-    return lines
 
 
 def connect(p, login=True, user="alice", ehlo=True, timeout=10):
     """A raw smtps client past the greeting (and EHLO and AUTH PLAIN)."""
     c = p.raw("smtps", timeout=timeout)
-    _clients.append(c)
     expect(c.reply(), 220)
     if login:
         c.login(user)

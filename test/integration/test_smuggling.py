@@ -4,12 +4,13 @@ SMTP transaction, must be refused as a whole (554 5.6.0), never split into
 two messages. Bare LF and bare CR in command lines are refused too
 (RFC 5321 2.3.8, 4.1.1.4)."""
 
-import os
 import socket
 import ssl
 import time
 
 import pytest
+
+from conftest import expect
 
 
 VARIANTS = {
@@ -27,39 +28,13 @@ SMUGGLED = (b"MAIL FROM:<evil@x>\r\nRCPT TO:<victim@example.org>\r\nDATA\r\n"
             b"smuggled\r\n")
 GRACE = 0.3
 
-_clients = []
 
 
-@pytest.fixture(autouse=True)
-def _isolate(request, make_postern):
-    """Empties the sink's directory first: conftest names it after a free
-    port number, which a later test can draw again, and would then find
-    the earlier test's messages there. Closes every client before posternd
-    is stopped: a session left in DATA would make SIGTERM wait for it."""
-    if "sink" in request.fixturenames:
-        d = request.getfixturevalue("sink").dir
-        for name in os.listdir(d):
-            os.unlink(os.path.join(d, name))
-    yield
-    while _clients:
-        _clients.pop().close()
 
-
-def enh(lines):
-    return lines[-1][4:].split(" ", 1)[0]
-
-
-def expect(reply, code, enhanced=None):
-    got, lines = reply
-    assert got == code, f"expected {code} {enhanced or ''}, got {lines}"
-    if enhanced is not None:
-        assert enh(lines) == enhanced, f"expected {code} {enhanced}, got {lines}"
-    return lines
 
 
 def open_smtps(p):
     c = p.raw("smtps", timeout=5)
-    _clients.append(c)
     expect(c.reply(), 220)
     c.login("alice")
     return c
@@ -67,7 +42,6 @@ def open_smtps(p):
 
 def open_mx(p):
     c = p.raw("mx", timeout=5)
-    _clients.append(c)
     expect(c.reply(), 220)
     expect(c.cmd("EHLO peer.test"), 250)
     expect(c.cmd("STARTTLS"), 220, "2.0.0")
@@ -184,7 +158,6 @@ def test_bare_cr_and_lf_inside_command_lines(postern):
 
 def test_bare_lf_command_before_tls_on_mx(postern):
     c = postern.raw("mx", timeout=5)
-    _clients.append(c)
     expect(c.reply(), 220)
     c.send(b"EHLO peer.test\n")
     expect(c.reply(), 500, "5.5.2")

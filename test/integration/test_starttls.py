@@ -4,7 +4,6 @@ the handshake, the mx policy (no AUTH, local domains only), a real
 openssl s_client, and old protocol versions refused."""
 
 import base64
-import os
 import re
 import socket
 import ssl
@@ -14,36 +13,11 @@ import warnings
 
 import pytest
 
-from conftest import HOSTNAME, USERS, wait_for
-
-_clients = []
+from conftest import HOSTNAME, USERS, wait_for, enh, expect
 
 
-@pytest.fixture(autouse=True)
-def _isolate(request, make_postern):
-    """Empties the sink's directory first: conftest names it after a free
-    port number, which a later test can draw again, and would then find
-    the earlier test's messages there. Closes every client before posternd
-    is stopped: a session left in DATA would make SIGTERM wait for it."""
-    if "sink" in request.fixturenames:
-        d = request.getfixturevalue("sink").dir
-        for name in os.listdir(d):
-            os.unlink(os.path.join(d, name))
-    yield
-    while _clients:
-        _clients.pop().close()
 
 
-def enh(lines):
-    return lines[-1][4:].split(" ", 1)[0]
-
-
-def expect(reply, code, enhanced=None):
-    got, lines = reply
-    assert got == code, f"expected {code} {enhanced or ''}, got {lines}"
-    if enhanced is not None:
-        assert enh(lines) == enhanced, f"expected {code} {enhanced}, got {lines}"
-    return lines
 
 
 def keywords(lines):
@@ -56,7 +30,6 @@ def plain_token(user="alice"):
 
 def open_plain(p, mode, ehlo=True):
     c = p.raw(mode, timeout=5)
-    _clients.append(c)
     expect(c.reply(), 220)
     if ehlo:
         expect(c.cmd("EHLO client.test"), 250)
@@ -148,7 +121,6 @@ def test_starttls_twice(postern):
 
 def test_starttls_on_smtps_refused(postern):
     c = postern.raw("smtps", timeout=5)
-    _clients.append(c)
     expect(c.reply(), 220)
     expect(c.cmd("EHLO client.test"), 250)
     code, lines = c.cmd("STARTTLS")
