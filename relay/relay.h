@@ -90,6 +90,11 @@ void relay_spool_abort(struct relay_spool_file *f);
 typedef void (*relay_commit_cb)(int status, void *arg);
 void relay_spool_commit(struct relay_spool_file *f, uv_loop_t *loop,
                         uv_async_t *wake, relay_commit_cb done, void *arg);
+/* Takes a committed message out of queue/ again (unlink, fsync of queue/):
+ * for a message whose acceptance failed after all. 0 or -errno. */
+int relay_spool_unqueue(struct relay_spool *sp, const char *qid);
+/* Moves queue/<qid> to hold/<qid>, where the runner never looks. */
+int relay_spool_hold(struct relay_spool *sp, const char *qid);
 /* Runs the callbacks of finished commits for `loop`; call it from the
  * uv_async_t handed to relay_spool_commit(). */
 void relay_spool_drain(struct relay_spool *sp, uv_loop_t *loop);

@@ -197,6 +197,30 @@ void relay_spool_close(struct relay_spool *sp)
 	free(sp);
 }
 
+int relay_spool_unqueue(struct relay_spool *sp, const char *qid)
+{
+	char path[4096];
+	spool_path(path, sizeof(path), sp->queue_dir, qid);
+	if (unlink(path) < 0)
+		return -errno;
+	return file_sync_dir(sp->queue_dir);
+}
+
+int relay_spool_hold(struct relay_spool *sp, const char *qid)
+{
+	char from[4096], to[4096 + ID_LEN + 2], hold[4096];
+	snprintf(hold, sizeof(hold), "%s/hold", sp->dir);
+	int rc = file_mkdirs(hold, 0700);
+	if (rc < 0)
+		return rc;
+	spool_path(from, sizeof(from), sp->queue_dir, qid);
+	spool_path(to, sizeof(to), hold, qid);
+	if (rename(from, to) < 0)
+		return -errno;
+	rc = file_sync_dir(hold);
+	return rc < 0 ? rc : file_sync_dir(sp->queue_dir);
+}
+
 const char *relay_spool_dir(const struct relay_spool *sp)
 {
 	return sp->dir;

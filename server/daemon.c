@@ -12,6 +12,7 @@
 #include "auth/auth.h"
 #include "certs/certs.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <grp.h>
 #include <pwd.h>
@@ -451,6 +452,44 @@ static void daemon_worker_gone(uv_async_t *a)
 		uv_stop(a->loop);
 }
 
+static void daemon_match_none(const struct trace_match *m, void *arg)
+{
+}
+
+/* Queue files left by a crash between the spool commit and the trace
+ * commit have no record: they were never acknowledged, and relaying them
+ * would relay untraced mail. They go to hold/ for the operator. Bounces
+ * the relay wrote itself (from <>) have no record by design. */
+static void daemon_hold_untraced(struct daemon *d)
+{
+	char dir[4096], path[4096 + 256], err[256];
+	snprintf(dir, sizeof(dir), "%s/queue", d->conf->spool_dir);
+	DIR *dp = opendir(dir);
+	if (!dp)
+		return;
+	struct dirent *e;
+	while ((e = readdir(dp)) != NULL) {
+		if (e->d_name[0] == '.')
+			continue;
+		struct relay_envelope env;
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		if (relay_envelope_read(path, &env) < 0)
+			continue; /* the runner logs what it cannot read */
+		bool bounce = env.from[0] == '\0';
+		relay_envelope_free(&env);
+		if (bounce)
+			continue;
+		struct trace_query q = { .qid = e->d_name, .limit = 1 };
+		int n = trace_query_run(d->conf->trace_db, &q, daemon_match_none, NULL, err, sizeof(err));
+		if (n != 0)
+			continue; /* found, or the store cannot say: leave it */
+		int rc = relay_spool_hold(d->spool, e->d_name);
+		log_warn("event=held qid=%s reason=\"no trace record\" result=%s", e->d_name,
+		         rc == 0 ? "held" : strerror(-rc));
+	}
+	closedir(dp);
+}
+
 /* Delivery results go to the trace record of the message. */
 static void daemon_relay_result(void *arg, const char *qid, const char *rcpt, const char *event,
                                 const char *relay, const char *reply)
@@ -497,6 +536,7 @@ int daemon_run(struct daemon *d)
 			log_err("event=trace_error error=\"%s\"", err);
 			return 1;
 		}
+		daemon_hold_untraced(d);
 	} else {
 		log_warn("event=trace_disabled note=\"messages are accepted without a trace record\"");
 	}

@@ -22,6 +22,9 @@ struct commit_ctx {
 	struct worker *w;
 	uint64_t sid;
 	char qid[ID_LEN + 1];
+	unsigned pending;     /* halves not yet done: spool file, trace record */
+	int spool_status;
+	int trace_status;
 };
 
 static const struct conf *data_conf(const struct session *s)
@@ -135,10 +138,18 @@ static void commit_ctx_free(struct commit_ctx *cc)
 	free(cc);
 }
 
-static void data_committed(int status, void *arg)
+/* Both halves are in (the spool file and, when tracing, its record): the
+ * reply. A message whose record failed is taken out of the queue again
+ * before anyone relays it: Postern never accepts untraced mail. */
+static void data_commit_done(struct commit_ctx *cc)
 {
-	struct commit_ctx *cc = arg;
 	struct daemon *d = cc->w->d;
+	int status = cc->spool_status ? cc->spool_status : cc->trace_status;
+	if (cc->spool_status == 0 && cc->trace_status != 0) {
+		int rc = relay_spool_unqueue(d->spool, cc->qid);
+		log_err("event=trace_error qid=%s error=\"%s\" unqueued=%s", cc->qid,
+		        strerror(-cc->trace_status), rc == 0 ? "yes" : strerror(-rc));
+	}
 	if (status == 0 && d->relay)
 		relay_enqueue(d->relay, cc->qid);
 	struct session *s = worker_find_session(cc->w, cc->sid);
@@ -154,10 +165,12 @@ static void data_committed(int status, void *arg)
 		         s->sid, cc->qid, tx->trace_id[0] ? tx->trace_id : "-", tx->from, tx->nrcpts,
 		         (unsigned long long)tx->size, s->account ? s->account : "-");
 		session_send(s, 250, "2.0.0", "Ok: queued as %s", cc->qid);
-	} else {
+	} else if (cc->spool_status) {
 		log_err("event=spool_error sid=%s qid=%s error=\"commit: %s\"", s->sid, cc->qid,
-		        strerror(-status));
+		        strerror(-cc->spool_status));
 		session_error(s, 451, "4.3.0", "Error: queue file write error");
+	} else {
+		session_error(s, 451, "4.3.0", "Error: cannot record the message; try again later");
 	}
 	commit_ctx_free(cc);
 	tx_reset(tx);
@@ -173,35 +186,20 @@ static void data_committed(int status, void *arg)
 	session_flush(s);
 }
 
-static void data_spool_commit(struct session *s, struct commit_ctx *cc)
+static void data_committed(int status, void *arg)
 {
-	struct relay_spool_file *f = s->tx.spool;
-	s->tx.spool = NULL;
-	relay_spool_commit(f, &s->w->loop, &s->w->commit_async, data_committed, cc);
+	struct commit_ctx *cc = arg;
+	cc->spool_status = status;
+	if (--cc->pending == 0)
+		data_commit_done(cc);
 }
 
-/* The trace record is durable: now the message itself. */
 static void data_traced(int status, void *arg)
 {
 	struct commit_ctx *cc = arg;
-	struct session *s = worker_find_session(cc->w, cc->sid);
-	if (!s) {
-		commit_ctx_free(cc);
-		return;
-	}
-	if (status == 0) {
-		data_spool_commit(s, cc);
-		return;
-	}
-	/* Never accept mail we could not trace. */
-	log_err("event=trace_error sid=%s qid=%s error=\"%s\"", s->sid, cc->qid, strerror(-status));
-	commit_ctx_free(cc);
-	tx_reset(&s->tx);
-	s->state = SS_COMMAND;
-	session_error(s, 451, "4.3.0", "Error: cannot record the message; try again later");
-	session_resume(s);
-	session_process(s);
-	session_flush(s);
+	cc->trace_status = status;
+	if (--cc->pending == 0)
+		data_commit_done(cc);
 }
 
 static void data_trace_record(struct session *s, struct trace_record *r)
@@ -243,17 +241,23 @@ static void data_commit(struct session *s)
 	cc->w = s->w;
 	cc->sid = s->id;
 	memcpy(cc->qid, s->tx.qid, sizeof(cc->qid));
+	cc->spool_status = cc->trace_status = 0;
+	cc->pending = d->trace ? 2 : 1;
 	s->w->inflight++;
 	s->state = SS_COMMIT_WAIT;
 	session_pause(s);
-	if (!d->trace) {
-		data_spool_commit(s, cc);
-		return;
+	/* The record and the file are made durable side by side (two fsync
+	 * rounds at once, not one after the other); the reply waits for both.
+	 * A crash between the two leaves a queue file without a record: the
+	 * start-up check holds such files back (daemon.c). */
+	if (d->trace) {
+		struct trace_record r;
+		data_trace_record(s, &r);
+		trace_store_add(d->trace, &r, &s->w->loop, &s->w->trace_async, data_traced, cc);
 	}
-	/* The record first: a message is never queued without it. */
-	struct trace_record r;
-	data_trace_record(s, &r);
-	trace_store_add(d->trace, &r, &s->w->loop, &s->w->trace_async, data_traced, cc);
+	struct relay_spool_file *f = s->tx.spool;
+	s->tx.spool = NULL;
+	relay_spool_commit(f, &s->w->loop, &s->w->commit_async, data_committed, cc);
 }
 
 void worker_trace_done(uv_async_t *async)

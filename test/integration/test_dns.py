@@ -15,20 +15,33 @@ from conftest import HERE
 TESTNS = "/usr/bin/ldns-testns"
 
 
+def start_testns():
+    """ldns-testns on a random port; (process, port), or (None, None) when
+    the port it drew was taken and it gave up."""
+    proc = subprocess.Popen([TESTNS, "-r", os.path.join(HERE, "dns.data")],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        m = re.search(r"Listening on port (\d+)", line)
+        if m:
+            return proc, int(m.group(1))
+    proc.kill()
+    proc.wait()
+    return None, None
+
+
 @pytest.fixture
 def dns_server():
     if not os.path.exists(TESTNS):
         pytest.skip("ldns-testns (ldnsutils) is not installed")
-    proc = subprocess.Popen([TESTNS, "-r", os.path.join(HERE, "dns.data")],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    port = None
-    deadline = time.time() + 10
-    while time.time() < deadline and port is None:
-        line = proc.stdout.readline()
-        m = re.search(r"Listening on port (\d+)", line)
-        if m:
-            port = int(m.group(1))
-    assert port, "ldns-testns did not start"
+    for _ in range(5):
+        proc, port = start_testns()
+        if proc:
+            break
+    assert proc, "ldns-testns did not start"
     yield port
     proc.terminate()
     proc.wait(5)

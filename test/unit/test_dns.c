@@ -474,9 +474,15 @@ int main(void)
 		return 77;
 	}
 	snprintf(datafile, sizeof(datafile), "%s/test/unit/dns/testns.data", top ? top : ".");
-	if (access(datafile, R_OK) != 0 || start_server(datafile) < 0) {
+	/* ldns-testns draws a random port and gives up when it is taken. */
+	int started = -1;
+	for (int i = 0; i < 5 && started < 0 && access(datafile, R_OK) == 0; i++) {
+		started = start_server(datafile);
+		if (started < 0)
+			stop_server();
+	}
+	if (started < 0) {
 		fprintf(stderr, "cannot start %s with %s\n", TESTNS, datafile);
-		stop_server();
 		return 1;
 	}
 	SRunner *sr = srunner_create(dns_suite());
