@@ -21,6 +21,8 @@ if [ ! -f postern.conf ]; then
 	printf '%s\n' "$password" > password
 	chmod 600 password
 	mkdir -p spool Maildir trace
+	# Which MAIL FROM the demo account may use.
+	printf 'demo  demo@localhost, @localhost\n' > senders
 	# The key that signs every message's trace header; readable by root only
 	# (posternd reads it before it drops privileges).
 	(umask 077 && printf '1 %s\n' "$(openssl rand -hex 32)" > trace.keys)
@@ -42,7 +44,7 @@ listen submission { address = "127.0.0.1:10587" }
 listen mx         { address = "127.0.0.1:10025" }
 tls  { cert = "cert.pem" key = "key.pem" }
 sasl { sasldb = "sasldb2" fail_delay = "1s" }
-policy { local_domains = { "localhost" } }
+policy { local_domains = { "localhost" } sender_map = "senders" }
 trace { db = "trace/trace.db" key_file = "trace.keys" }
 spool { directory = "spool" }
 relay { maildir = "Maildir" }
