@@ -112,8 +112,16 @@ def test_kill9_under_load_loses_nothing(workdir, make_postern):
     try:
         t1 = time.time()
         p.start()
-        wait_for(lambda: eml_count(sink) >= len(in_queue), timeout=40, interval=0.2,
-                 what=f"{len(in_queue)} messages at the sink")
+        # A file whose trace record was not yet committed at the kill was
+        # never acknowledged: posternd holds it back at start instead of
+        # relaying untraced mail. Never one that got its 250.
+        wait_for(lambda: p.logtext().count("event=started") >= 2, 20, what="the restart")
+        hold_dir = os.path.join(p.spool, "hold")
+        held = set(os.listdir(hold_dir)) if os.path.isdir(hold_dir) else set()
+        assert not held & set(accepted), f"acknowledged but held: {sorted(held & set(accepted))[:10]}"
+        expected = len(in_queue - held)
+        wait_for(lambda: eml_count(sink) >= expected, timeout=40, interval=0.2,
+                 what=f"{expected} messages at the sink")
         flushed = time.time() - t1
         wait_for(lambda: p.queue() == [], timeout=10, what="the queue to empty")
         ids = delivered_ids(sink)
@@ -124,7 +132,7 @@ def test_kill9_under_load_loses_nothing(workdir, make_postern):
         assert os.listdir(os.path.join(p.spool, "tmp")) == []
         assert "event=relay_start" in p.logtext()
         print(f"\n{len(accepted)} messages acknowledged by {stats['conns']} connections in "
-              f"{kill_at:.1f}s before kill -9; {len(in_queue)} in queue/; all delivered "
+              f"{kill_at:.1f}s before kill -9; {len(in_queue)} in queue/, {len(held)} held; all delivered "
               f"{flushed:.1f}s after restart")
     finally:
         sink.stop()
