@@ -46,6 +46,7 @@ struct auth_session {
 	bool final_sent;  /* server-final data sent, waiting for the empty reply */
 	bool saw_client;  /* the exchange already carried client data */
 	bool done;        /* authenticated */
+	bool malformed;   /* the last failure was undecodable client data */
 };
 
 /* Process-wide state, written only by auth_init()/auth_shutdown(). */
@@ -351,6 +352,7 @@ static void reset_attempt(struct auth_session *s)
 	s->mech_try[0] = '\0';
 	s->error[0] = '\0';
 	s->active = s->final_sent = s->saw_client = s->done = false;
+	s->malformed = false;
 }
 
 void auth_session_free(struct auth_session *s)
@@ -532,9 +534,22 @@ static int map_result(int r)
 static int fail(struct auth_session *s, int result, const char *why)
 {
 	set_error(s, why);
+	s->malformed = false;
 	s->active = false;
 	s->final_sent = false;
 	return result;
+}
+
+static int fail_malformed(struct auth_session *s)
+{
+	int r = fail(s, AUTH_FAIL, "bad base64");
+	s->malformed = true;
+	return r;
+}
+
+bool auth_malformed(struct auth_session *s)
+{
+	return s->malformed;
 }
 
 static int succeed(struct auth_session *s)
@@ -591,7 +606,7 @@ int auth_start(struct auth_session *s, const char *mech, const char *initial,
 	char *in;
 	unsigned inlen;
 	if (decode(initial, &in, &inlen) < 0)
-		return fail(s, AUTH_FAIL, "bad base64");
+		return fail_malformed(s);
 	note_client_data(s, in, inlen);
 	s->active = true;
 	const char *out = NULL;
@@ -615,7 +630,7 @@ int auth_step(struct auth_session *s, const char *response, struct buf *challeng
 	char *in;
 	unsigned inlen;
 	if (decode(response, &in, &inlen) < 0)
-		return fail(s, AUTH_FAIL, "bad base64");
+		return fail_malformed(s);
 	note_client_data(s, in, inlen);
 	const char *out = NULL;
 	unsigned outlen = 0;

@@ -72,6 +72,9 @@ const char *auth_mech(struct auth_session *s);
 /* After AUTH_FAIL/AUTH_TEMPFAIL: a short reason for the log (no secrets).
  * The user name the client tried, when known, for throttling and logs. */
 const char *auth_error(struct auth_session *s);
+/* After AUTH_FAIL: whether the client's data could not be decoded (a
+ * syntax error, RFC 4954 501) rather than wrong credentials. */
+bool auth_malformed(struct auth_session *s);
 const char *auth_attempted_user(struct auth_session *s);
 
 #endif

@@ -56,6 +56,8 @@ void cli_trace_conf_free(struct cli_trace_conf *c);
 /* "2024-05-01", "2024-05-01T12:00[:SS][Z|+HH[:MM]]" (UTC when no zone is
  * given), "@<unix time>", or a time ago: "30m", "2h", "7d". 0 or -1. */
 int cli_parse_time(const char *s, int64_t now, int64_t *out);
+/* A whole number from 1 to max (digits only). 0 or -1. */
+int cli_parse_count(const char *s, unsigned long max, unsigned long *out);
 /* UTC, "2024-05-01T12:00:00Z"; out holds 32. */
 void cli_iso_time(int64_t t, char out[32]);
 /* Values come from the network: terminal controls become '?'. */

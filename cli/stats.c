@@ -181,7 +181,6 @@ int cli_stats(int argc, char **argv)
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
 		const char *bad = NULL;
-		char *end;
 		switch (c) {
 		case 'c': config = optarg; break;
 		case OPT_DB: db = optarg; break;
@@ -194,9 +193,7 @@ int cli_stats(int argc, char **argv)
 				bad = "--until";
 			break;
 		case OPT_TOP:
-			errno = 0;
-			top = strtoul(optarg, &end, 10);
-			if (*optarg < '0' || *optarg > '9' || *end || errno || top == 0 || top > 100000)
+			if (cli_parse_count(optarg, 100000, &top) < 0)
 				bad = "--top";
 			break;
 		case OPT_JSON: json = true; break;

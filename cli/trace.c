@@ -436,10 +436,8 @@ enum {
 
 static int parse_limit(const char *s, unsigned *out)
 {
-	char *end;
-	errno = 0;
-	unsigned long v = strtoul(s, &end, 10);
-	if (*s < '0' || *s > '9' || *end || errno || v == 0 || v > 1000000000ul)
+	unsigned long v;
+	if (cli_parse_count(s, 1000000000ul, &v) < 0)
 		return -1;
 	*out = (unsigned)v;
 	return 0;

@@ -12,6 +12,7 @@
 #include "common/common.h"
 #include "conf/conf.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -118,6 +119,17 @@ static int parse_iso(const char *s, int64_t *out)
 	if (tm.tm_mday != d)   /* the 31st of a shorter month rolled over */
 		return -1;
 	*out = (int64_t)t - offset;
+	return 0;
+}
+
+int cli_parse_count(const char *s, unsigned long max, unsigned long *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long v = strtoul(s, &end, 10);
+	if (*s < '0' || *s > '9' || *end || errno || v == 0 || v > max)
+		return -1;
+	*out = v;
 	return 0;
 }
 

@@ -154,34 +154,26 @@ static int valid_enum(cfg_t *cfg, cfg_opt_t *opt, const char *const *names, size
 	return -1;
 }
 
-static int valid_mode(cfg_t *cfg, cfg_opt_t *opt)
-{
-	return valid_enum(cfg, opt, mode_names, ARRAY_LEN(mode_names));
-}
+/* Options whose value is one of a few words, by option name. */
+static const struct {
+	const char *option;
+	const char *const *names;
+	size_t n;
+} enum_options[] = {
+	{ "mode", mode_names, ARRAY_LEN(mode_names) },
+	{ "client_cert", client_cert_names, ARRAY_LEN(client_cert_names) },
+	{ "tls", relay_tls_names, ARRAY_LEN(relay_tls_names) },
+	{ "level", level_names, ARRAY_LEN(level_names) },
+	{ "dnsbl_action", dnsbl_action_names, ARRAY_LEN(dnsbl_action_names) },
+	{ "on_timeout", dns_timeout_names, ARRAY_LEN(dns_timeout_names) },
+};
 
-static int valid_client_cert(cfg_t *cfg, cfg_opt_t *opt)
+static int valid_word(cfg_t *cfg, cfg_opt_t *opt)
 {
-	return valid_enum(cfg, opt, client_cert_names, ARRAY_LEN(client_cert_names));
-}
-
-static int valid_relay_tls(cfg_t *cfg, cfg_opt_t *opt)
-{
-	return valid_enum(cfg, opt, relay_tls_names, ARRAY_LEN(relay_tls_names));
-}
-
-static int valid_level(cfg_t *cfg, cfg_opt_t *opt)
-{
-	return valid_enum(cfg, opt, level_names, ARRAY_LEN(level_names));
-}
-
-static int valid_dnsbl_action(cfg_t *cfg, cfg_opt_t *opt)
-{
-	return valid_enum(cfg, opt, dnsbl_action_names, ARRAY_LEN(dnsbl_action_names));
-}
-
-static int valid_dns_timeout(cfg_t *cfg, cfg_opt_t *opt)
-{
-	return valid_enum(cfg, opt, dns_timeout_names, ARRAY_LEN(dns_timeout_names));
+	for (size_t i = 0; i < ARRAY_LEN(enum_options); i++)
+		if (strcmp(enum_options[i].option, opt->name) == 0)
+			return valid_enum(cfg, opt, enum_options[i].names, enum_options[i].n);
+	fatal("conf: no word list for option %s", opt->name);
 }
 
 static int valid_address(cfg_t *cfg, cfg_opt_t *opt)
@@ -416,19 +408,19 @@ static void conf_set_validators(cfg_t *cfg)
 	};
 	for (size_t i = 0; i < ARRAY_LEN(counts); i++)
 		cfg_set_validate_func(cfg, counts[i], valid_limit);
-	cfg_set_validate_func(cfg, "dns|dnsbl_action", valid_dnsbl_action);
-	cfg_set_validate_func(cfg, "dns|on_timeout", valid_dns_timeout);
-	cfg_set_validate_func(cfg, "listen|mode", valid_mode);
+	cfg_set_validate_func(cfg, "dns|dnsbl_action", valid_word);
+	cfg_set_validate_func(cfg, "dns|on_timeout", valid_word);
+	cfg_set_validate_func(cfg, "listen|mode", valid_word);
 	cfg_set_validate_func(cfg, "listen|address", valid_address);
-	cfg_set_validate_func(cfg, "listen|client_cert", valid_client_cert);
+	cfg_set_validate_func(cfg, "listen|client_cert", valid_word);
 	static const char *const overrides[] = {
 		"listen|max_recipients", "listen|messages_per_hour", "listen|recipients_per_hour",
 		"listen|max_connections_per_ip", "listen|connections_per_ip_per_minute",
 	};
 	for (size_t i = 0; i < ARRAY_LEN(overrides); i++)
 		cfg_set_validate_func(cfg, overrides[i], valid_override);
-	cfg_set_validate_func(cfg, "log|level", valid_level);
-	cfg_set_validate_func(cfg, "relay|tls", valid_relay_tls);
+	cfg_set_validate_func(cfg, "log|level", valid_word);
+	cfg_set_validate_func(cfg, "relay|tls", valid_word);
 	cfg_set_validate_func(cfg, "relay|downstream", valid_downstream);
 }
 

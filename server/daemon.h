@@ -69,7 +69,6 @@ struct daemon {
 	struct trace_key *trace_keys;
 	size_t ntrace_keys;       /* 0: no trace header */
 	char *auth_mechs;         /* what EHLO offers after TLS */
-	atomic_uint nconnections;
 	atomic_bool stopping;
 	atomic_uint workers_running;
 	uv_async_t *main_wake;    /* a worker's loop has ended */

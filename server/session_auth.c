@@ -103,7 +103,7 @@ static void session_auth_result(struct session *s, struct auth_work *aw)
 		break;
 	default: {
 		const char *why = auth_error(s->auth);
-		if (why && strcmp(why, "bad base64") == 0) {
+		if (auth_malformed(s->auth)) {
 			/* RFC 4954 4: an undecodable response is a syntax error. */
 			auth_session_free(s->auth);
 			s->auth = NULL;

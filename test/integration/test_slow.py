@@ -1,0 +1,57 @@
+"""Slow and hostile clients: a client that stops in the middle of DATA, one
+that never finishes its TLS handshake after STARTTLS, and AUTH responses
+longer than RFC 4954 allows. Each ends in a reply and a clean close (or the
+session goes on), never a hang, and nothing half-received is delivered."""
+
+import base64
+import os
+import time
+
+from conftest import expect, wait_for
+
+
+def test_stalled_data_times_out(make_postern, sink):
+    p = make_postern(downstream=f"smtp://127.0.0.1:{sink.port}", limits='data_timeout = "2s"')
+    c = p.raw("smtps")
+    c.reply()
+    c.login("alice")
+    expect(c.cmd("MAIL FROM:<alice@mx.test>"), 250)
+    expect(c.cmd("RCPT TO:<r@example.net>"), 250)
+    expect(c.cmd("DATA"), 354)
+    c.send("Subject: half a message\r\n\r\nthen nothing")
+    t0 = time.monotonic()
+    code, lines = c.reply()
+    assert code == 421 and lines[0].startswith("421 4.4.2"), lines
+    assert time.monotonic() - t0 < 6
+    assert c.closed()
+    time.sleep(0.5)
+    assert sink.messages() == []
+    assert p.queue() == []
+    assert os.listdir(os.path.join(p.spool, "tmp")) == []
+
+
+def test_stalled_starttls_handshake_is_dropped(make_postern):
+    """handshake_timeout is 5 s in the test configuration."""
+    p = make_postern()
+    c = p.raw("submission")
+    c.reply()
+    expect(c.cmd("EHLO client.test"), 250)
+    expect(c.cmd("STARTTLS"), 220, "2.0.0")
+    t0 = time.monotonic()
+    assert c.closed(timeout=10)        # no ClientHello ever comes
+    assert time.monotonic() - t0 < 9
+    d = p.raw("smtps")                  # and the daemon still serves
+    assert d.reply()[0] == 220
+
+
+def test_auth_response_longer_than_rfc4954_allows(postern):
+    c = postern.raw("smtps")
+    c.reply()
+    expect(c.cmd("EHLO client.test"), 250)
+    expect(c.cmd("AUTH LOGIN"), 334)
+    # RFC 4954 4: a response line is at most 12288 octets.
+    code, lines = c.cmd(base64.b64encode(b"a" * 12000).decode())
+    assert code == 500 and lines[0].startswith("500 5.5.2"), lines
+    # the exchange is over: the next line is a command again
+    expect(c.cmd("NOOP"), 250)
+    c.login("alice")
