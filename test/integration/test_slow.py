@@ -7,7 +7,7 @@ import base64
 import os
 import time
 
-from conftest import expect, wait_for
+from conftest import expect
 
 
 def test_stalled_data_times_out(make_postern, sink):
