@@ -497,6 +497,7 @@ static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
 	struct relay *r = w->r;
+	pthread_setname_np(pthread_self(), "relay");
 	/* a downstream that closes on us must not kill the daemon: OpenSSL
 	 * writes with write(2), so EPIPE has to come back as an error */
 	sigset_t set;

@@ -111,6 +111,7 @@ static void spool_commit_batch(struct relay_spool *sp, struct relay_spool_file *
 static void *spool_thread(void *arg)
 {
 	struct relay_spool *sp = arg;
+	pthread_setname_np(pthread_self(), "spool-commit");
 	pthread_mutex_lock(&sp->mu);
 	for (;;) {
 		while (!sp->pending && !sp->stopping)

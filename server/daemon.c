@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <grp.h>
 #include <pwd.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -276,6 +277,7 @@ static void worker_stop(uv_async_t *a)
 static void worker_main(void *arg)
 {
 	struct worker *w = arg;
+	pthread_setname_np(pthread_self(), "loop");
 	uv_run(&w->loop, UV_RUN_DEFAULT);
 	atomic_fetch_sub(&w->d->workers_running, 1);
 	uv_async_send(w->d->main_wake);

@@ -14,15 +14,25 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
 static const char b32[] = "abcdefghijklmnopqrstuvwxyz234567";
 
+/* 48 bits of milliseconds, then 80 random bits (the layout of a ULID).
+ * The time in front makes ids of the same moment share a prefix, so that
+ * the trace store's index on them grows at one end instead of touching a
+ * random page per message; 80 bits keep them unguessable. */
 void trace_new_id(char out[TRACE_ID_LEN + 1])
 {
 	unsigned char r[16];
-	if (RAND_bytes(r, sizeof(r)) != 1)
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	uint64_t ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	for (int i = 0; i < 6; i++)
+		r[i] = (unsigned char)(ms >> (40 - 8 * i));
+	if (RAND_bytes(r + 6, sizeof(r) - 6) != 1)
 		fatal("trace: RAND_bytes failed");
 	/* 128 bits in 26 groups of 5, the last padded with two zero bits. */
 	unsigned acc = 0;
@@ -40,8 +50,6 @@ void trace_new_id(char out[TRACE_ID_LEN + 1])
 		out[o++] = b32[(acc << (5 - bits)) & 31];
 	out[o] = '\0';
 }
-
-
 
 /* Hex is tried first: a run of hex digits is also valid base64, and a
  * secret written as hex is by far the more common. Returns the decoded

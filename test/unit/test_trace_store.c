@@ -595,6 +595,24 @@ START_TEST(done_after_visible)
 }
 END_TEST
 
+static int db_count(sqlite3 *db, const char *sql)
+{
+	sqlite3_stmt *st;
+	ck_assert_int_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+	int n = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	return n;
+}
+
+static int rcpts_of(const struct fake *f, int n)
+{
+	int total = 0;
+	for (int i = 0; i < n; i++)
+		total += (int)f[i].r.nrcpts;
+	return total;
+}
+
 /* One bad record (a queue id seen before) fails alone; its batch lives. */
 START_TEST(bad_record_fails_alone)
 {
@@ -616,6 +634,15 @@ START_TEST(bad_record_fails_alone)
 	struct trace_query q = { 0 };
 	struct hits h;
 	ck_assert_int_eq(lookup(&q, &h), 4);
+	/* Nothing of the refused record is left: no recipient row without
+	 * its message, and the first record keeps only its own recipients. */
+	sqlite3 *db;
+	ck_assert_int_eq(sqlite3_open(db_path, &db), SQLITE_OK);
+	ck_assert_int_eq(db_count(db, "SELECT count(*) FROM message_rcpts"
+	                              " WHERE message NOT IN (SELECT id FROM messages)"), 0);
+	ck_assert_int_eq(db_count(db, "SELECT count(*) FROM message_rcpts"), rcpts_of(f, 5) -
+	                 (int)f[3].r.nrcpts);
+	sqlite3_close(db);
 	free(f);
 	remove_tree(dir);
 }
