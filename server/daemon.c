@@ -454,21 +454,20 @@ static void daemon_worker_gone(uv_async_t *a)
 		uv_stop(a->loop);
 }
 
-static void daemon_match_none(const struct trace_match *m, void *arg)
-{
-}
-
 /* Queue files left by a crash between the spool commit and the trace
  * commit have no record: they were never acknowledged, and relaying them
  * would relay untraced mail. They go to hold/ for the operator. Bounces
- * the relay wrote itself (from <>) have no record by design. */
+ * the relay wrote itself (from <>) have no record by design. One read of
+ * the store answers for the whole queue. */
 static void daemon_hold_untraced(struct daemon *d)
 {
-	char dir[4096], path[4096 + 256], err[256];
+	char dir[4096], path[4096 + 256], err[512];
 	snprintf(dir, sizeof(dir), "%s/queue", d->conf->spool_dir);
 	DIR *dp = opendir(dir);
 	if (!dp)
 		return;
+	char **qids = NULL;
+	size_t n = 0, cap = 0;
 	struct dirent *e;
 	while ((e = readdir(dp)) != NULL) {
 		if (e->d_name[0] == '.')
@@ -481,15 +480,31 @@ static void daemon_hold_untraced(struct daemon *d)
 		relay_envelope_free(&env);
 		if (bounce)
 			continue;
-		struct trace_query q = { .qid = e->d_name, .limit = 1 };
-		int n = trace_query_run(d->conf->trace_db, &q, daemon_match_none, NULL, err, sizeof(err));
-		if (n != 0)
-			continue; /* found, or the store cannot say: leave it */
-		int rc = relay_spool_hold(d->spool, e->d_name);
-		log_warn("event=held qid=%s reason=\"no trace record\" result=%s", e->d_name,
-		         rc == 0 ? "held" : strerror(-rc));
+		if (n == cap) {
+			cap = cap ? cap * 2 : 64;
+			qids = xrealloc(qids, cap * sizeof(*qids));
+		}
+		qids[n++] = str_dup(e->d_name);
 	}
 	closedir(dp);
+	bool *known = xcalloc(n ? n : 1, sizeof(*known));
+	if (n && trace_known_qids(d->conf->trace_db, (const char *const *)qids, n, known, err,
+	                          sizeof(err)) < 0) {
+		/* The store cannot say: leave the queue as it is. */
+		log_err("event=trace_error op=start_check error=\"%s\"", err);
+	} else {
+		for (size_t i = 0; i < n; i++) {
+			if (known[i])
+				continue;
+			int rc = relay_spool_hold(d->spool, qids[i]);
+			log_warn("event=held qid=%s reason=\"no trace record\" result=%s", qids[i],
+			         rc == 0 ? "held" : strerror(-rc));
+		}
+	}
+	for (size_t i = 0; i < n; i++)
+		free(qids[i]);
+	free(qids);
+	free(known);
 }
 
 /* Delivery results go to the trace record of the message. */

@@ -248,6 +248,30 @@ int trace_query_run(const char *path, const struct trace_query *q, trace_match_c
 	return rc;
 }
 
+int trace_known_qids(const char *path, const char *const *qids, size_t n, bool *known,
+                     char *err, size_t errlen)
+{
+	sqlite3 *db;
+	if (trace__db_open(path, TRACE__OPEN_READ, &db, err, errlen) < 0)
+		return -EIO;
+	sqlite3_stmt *st = NULL;
+	int rc = sqlite3_prepare_v2(db, "SELECT 1 FROM messages WHERE qid = ?1", -1, &st, NULL);
+	for (size_t i = 0; rc == SQLITE_OK && i < n; i++) {
+		sqlite3_bind_text(st, 1, qids[i], -1, SQLITE_STATIC);
+		int step = sqlite3_step(st);
+		if (step == SQLITE_ROW || step == SQLITE_DONE)
+			known[i] = step == SQLITE_ROW;
+		else
+			rc = step;
+		sqlite3_reset(st);
+	}
+	if (rc != SQLITE_OK)
+		snprintf(err, errlen, "%s: lookup failed: %s", path, sqlite3_errmsg(db));
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return rc == SQLITE_OK ? 0 : -EIO;
+}
+
 /* ---- pruning ------------------------------------------------------------- */
 
 #define PRUNE_CHUNK 5000

@@ -242,6 +242,13 @@ typedef void (*trace_match_cb)(const struct trace_match *m, void *arg);
 int trace_query_run(const char *path, const struct trace_query *q, trace_match_cb cb,
                     void *arg, char *err, size_t errlen);
 
+/* For each of n queue ids, whether the store holds its record (known[i]),
+ * all in one read of the database at path: the start-up check of a queue
+ * left by a long outage asks for thousands. Returns 0, or -EIO with err
+ * filled when the store cannot say. */
+int trace_known_qids(const char *path, const char *const *qids, size_t n, bool *known,
+                     char *err, size_t errlen);
+
 /* Deletes the messages (with their recipients) and the refusals older than
  * `before` (unix time), in short transactions so that the daemon's writes
  * wait little. Returns 0 with the counts, or -EIO with err filled. */

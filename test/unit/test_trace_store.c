@@ -544,6 +544,27 @@ static void on_full(const struct trace_match *m, void *arg)
 	fu->ok = true;
 }
 
+/* The start-up check asks for many queue ids in one read. */
+START_TEST(known_qids)
+{
+	fresh_dir();
+	seed();
+	struct fake a, b;
+	fake_make(&a, 3);
+	fake_make(&b, NSEED - 1);
+	const char *qids[] = { a.r.qid, "QNOTINTHESTORE01", b.r.qid, "" };
+	bool known[4] = { false, true, false, true };
+	char err[512];
+	ck_assert_int_eq(trace_known_qids(db_path, qids, 4, known, err, sizeof(err)), 0);
+	ck_assert(known[0] && !known[1] && known[2] && !known[3]);
+	char missing[PATH_MAX + 16];
+	snprintf(missing, sizeof(missing), "%s/none.db", dir);
+	ck_assert_int_eq(trace_known_qids(missing, qids, 4, known, err, sizeof(err)), -EIO);
+	ck_assert_ptr_nonnull(strstr(err, "none.db"));
+	remove_tree(dir);
+}
+END_TEST
+
 START_TEST(record_roundtrip)
 {
 	fresh_dir();
@@ -1035,6 +1056,7 @@ static Suite *trace_suite(void)
 	tcase_add_test(r, query_cidr);
 	tcase_add_test(r, query_time_and_combinations);
 	tcase_add_test(r, record_roundtrip);
+	tcase_add_test(r, known_qids);
 	tcase_add_test(r, prune);
 	tcase_add_test(r, stats);
 	suite_add_tcase(s, r);
