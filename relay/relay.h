@@ -71,16 +71,23 @@ struct relay_spool *relay_spool_open(const char *dir, char *err, size_t errlen);
 void relay_spool_close(struct relay_spool *sp);
 const char *relay_spool_dir(const struct relay_spool *sp);
 
-/* Creates tmp/<qid> and writes the envelope header. The envelope's qid
- * names the file. Returns NULL with errno set on failure. */
-struct relay_spool_file *relay_spool_create(struct relay_spool *sp,
-                                            const struct relay_envelope *env,
-                                            const char *const *extra_kv, size_t nextra);
+/* A new queue file in two steps, so that an event loop never waits on the
+ * filesystem: relay_spool_prepare() formats the envelope and the first
+ * message bytes (`head`, e.g. our Received header) in memory and touches
+ * no file; relay_spool_create_file() creates tmp/<qid> (the envelope's qid
+ * names it) and writes them, and may block, so it belongs on a thread
+ * pool. It returns 0 or -errno; after a failure no file is left and f
+ * still needs relay_spool_abort(). */
+struct relay_spool_file *relay_spool_prepare(struct relay_spool *sp,
+                                             const struct relay_envelope *env,
+                                             const char *const *extra_kv, size_t nextra,
+                                             const void *head, size_t headlen);
+int relay_spool_create_file(struct relay_spool_file *f);
 /* Appends message bytes; returns 0 or -errno. */
 int relay_spool_write(struct relay_spool_file *f, const void *data, size_t len);
 /* Message bytes written so far. */
 uint64_t relay_spool_size(const struct relay_spool_file *f);
-/* Discards the file. Takes f. */
+/* Discards the file (if it was created). Takes f. */
 void relay_spool_abort(struct relay_spool_file *f);
 
 /* Makes the message durable and moves it to queue/: fsync of the file, rename,

@@ -459,6 +459,7 @@ void session_timeout(struct session *s)
 	}
 	switch (s->state) {
 	case SS_AUTH_WAIT:
+	case SS_SPOOL_WAIT:
 	case SS_COMMIT_WAIT:
 		/* Our own work is slow, not the client: wait for it. */
 		session_set_timeout(s, 5);
@@ -485,6 +486,7 @@ void session_shutdown(struct session *s)
 	case SS_BDAT:
 	case SS_COMMIT_WAIT:
 	case SS_AUTH_WAIT:
+	case SS_SPOOL_WAIT:
 		/* Let the message in flight finish; the stop timer bounds this. */
 		s->shutting_down = true;
 		return;

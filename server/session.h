@@ -28,6 +28,7 @@ enum session_state {
 	SS_AUTH_WAIT,     /* a SASL step runs on the thread pool */
 	SS_AUTH_INPUT,    /* waiting for the client's next AUTH response line */
 	SS_AUTH_DELAY,    /* failed AUTH: the 535 waits out the delay */
+	SS_SPOOL_WAIT,    /* the queue file is being created on the thread pool */
 	SS_DATA,          /* receiving the DATA block */
 	SS_BDAT,          /* receiving a BDAT chunk */
 	SS_COMMIT_WAIT,   /* the spool makes the message durable */

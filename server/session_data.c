@@ -32,8 +32,39 @@ static const struct conf *data_conf(const struct session *s)
 	return s->w->d->conf;
 }
 
-/* Creates tmp/<qid> with the envelope and our Received header. */
-static int data_open_spool(struct session *s)
+/* A queue file being created on the thread pool for a session. */
+struct spool_work {
+	uv_work_t req;
+	struct worker *w;
+	uint64_t sid;
+	struct relay_spool_file *f;
+	int rc;
+};
+
+static void data_spool_created(struct session *s, struct relay_spool_file *f, int rc);
+
+static void spool_work_run(uv_work_t *req)
+{
+	struct spool_work *sw = req->data;
+	sw->rc = relay_spool_create_file(sw->f);
+}
+
+static void spool_work_done(uv_work_t *req, int status)
+{
+	struct spool_work *sw = req->data;
+	struct session *s = worker_find_session(sw->w, sw->sid);
+	int rc = status == UV_ECANCELED ? -ECANCELED : sw->rc;
+	if (!s || s->state != SS_SPOOL_WAIT)
+		relay_spool_abort(sw->f);   /* the client left meanwhile */
+	else
+		data_spool_created(s, sw->f, rc);
+	free(sw);
+}
+
+/* Starts the queue file: the envelope and our Received header are made
+ * here, the file is created on the thread pool, and the session waits
+ * (SS_SPOOL_WAIT) until data_spool_created() says how it went. */
+static void data_open_spool(struct session *s)
 {
 	struct smtp_tx *tx = &s->tx;
 	bool tls = s->tls && s->tls_ready;
@@ -55,11 +86,6 @@ static int data_open_spool(struct session *s)
 		"tls", tls ? tls_version(s->tls) : NULL, "cipher", tls ? tls_cipher(s->tls) : NULL,
 		"cert_fp", fp,
 	};
-	tx->spool = relay_spool_create(s->w->d->spool, &env, kv, ARRAY_LEN(kv) / 2);
-	if (!tx->spool) {
-		log_err("event=spool_error sid=%s qid=%s error=\"%s\"", s->sid, tx->qid, strerror(errno));
-		return -1;
-	}
 	struct trace_received r = {
 		.helo = s->helo, .esmtp = s->esmtp, .client_ip = s->client_ip,
 		.client_name = s->client_name,
@@ -79,15 +105,20 @@ static int data_open_spool(struct session *s)
 		                          tx->time);
 		trace_scan_prefix(tx->scan, hdr.data, hdr.len);
 	}
-	int rc = relay_spool_write(tx->spool, hdr.data, hdr.len);
+	struct spool_work *sw = xcalloc(1, sizeof(*sw));
+	sw->req.data = sw;
+	sw->w = s->w;
+	sw->sid = s->id;
+	sw->f = relay_spool_prepare(d->spool, &env, kv, ARRAY_LEN(kv) / 2, hdr.data, hdr.len);
 	buf_free(&hdr);
+	s->state = SS_SPOOL_WAIT;
+	session_pause(s);
+	int rc = uv_queue_work(&s->w->loop, &sw->req, spool_work_run, spool_work_done);
 	if (rc < 0) {
-		log_err("event=spool_error sid=%s qid=%s error=\"%s\"", s->sid, tx->qid, strerror(-rc));
-		relay_spool_abort(tx->spool);
-		tx->spool = NULL;
-		return -1;
+		struct relay_spool_file *f = sw->f;
+		free(sw);
+		data_spool_created(s, f, -EAGAIN);
 	}
-	return 0;
 }
 
 /* Common checks of DATA and BDAT. Returns 0, or fills the refusal. */
@@ -117,10 +148,12 @@ void session_cmd_data(struct session *s, struct smtp_cmd *cmd)
 		session_error(s, 503, "5.5.1", "Error: DATA after BDAT");
 		return;
 	}
-	if (data_open_spool(s) < 0) {
-		session_error(s, 451, "4.3.0", "Error: queue file write error");
-		return;
-	}
+	data_open_spool(s);
+}
+
+/* DATA goes on: the 354, or 451 when there is no queue file. */
+static void data_start(struct session *s)
+{
 	const struct conf *c = data_conf(s);
 	/* The limit counts characters before CRLF: 1000 - 2 by default. */
 	smtp_data_init(&s->tx.data, c->max_text_line > 2 ? c->max_text_line - 2 : 0,
@@ -516,6 +549,13 @@ static void bdat_refuse(struct session *s, uint64_t size, int code, const char *
 	s->state = SS_BDAT;
 }
 
+/* Reading the chunk announced by the BDAT command begins. */
+static void bdat_start(struct session *s)
+{
+	s->state = SS_BDAT;
+	session_set_timeout(s, data_conf(s)->data_timeout);
+}
+
 void session_cmd_bdat(struct session *s, struct smtp_cmd *cmd)
 {
 	struct smtp_tx *tx = &s->tx;
@@ -529,15 +569,42 @@ void session_cmd_bdat(struct session *s, struct smtp_cmd *cmd)
 		bdat_refuse(s, cmd->chunk_size, 503, "5.5.1", "Error: a previous chunk failed; send RSET");
 		return;
 	}
-	if (!tx->bdat_started) {
-		if (data_open_spool(s) < 0) {
-			bdat_refuse(s, cmd->chunk_size, 451, "4.3.0", "Error: queue file write error");
-			return;
-		}
-		tx->bdat_started = true;
-	}
 	tx->bdat_left = cmd->chunk_size;
 	tx->bdat_last = cmd->last;
-	s->state = SS_BDAT;
-	session_set_timeout(s, data_conf(s)->data_timeout);
+	if (!tx->bdat_started) {
+		/* The chunk waits in the input until the file exists. */
+		tx->bdat_started = true;
+		data_open_spool(s);
+		return;
+	}
+	bdat_start(s);
+}
+
+/* The thread pool has created the queue file (rc == 0) or failed to: the
+ * DATA or BDAT command that asked for it goes on. */
+static void data_spool_created(struct session *s, struct relay_spool_file *f, int rc)
+{
+	struct smtp_tx *tx = &s->tx;
+	s->state = SS_COMMAND;
+	if (rc < 0) {
+		log_err("event=spool_error sid=%s qid=%s error=\"%s\"", s->sid, tx->qid,
+		        strerror(-rc));
+		relay_spool_abort(f);
+		/* A second DATA in this transaction starts the scan afresh. */
+		trace_scan_free(tx->scan);
+		tx->scan = NULL;
+		if (tx->bdat_started)
+			bdat_refuse(s, tx->bdat_left, 451, "4.3.0", "Error: queue file write error");
+		else
+			session_error(s, 451, "4.3.0", "Error: queue file write error");
+	} else {
+		tx->spool = f;
+		if (tx->bdat_started)
+			bdat_start(s);
+		else
+			data_start(s);
+	}
+	session_resume(s);
+	session_process(s);
+	session_flush(s);
 }

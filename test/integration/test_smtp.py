@@ -554,3 +554,38 @@ def test_connection_dropped_in_data(postern):
     c2 = connect(postern)
     marker_then_only(postern, c2, refused_words=(b"dropmarker",))
     c2.close()
+
+
+# ---- a spool that cannot be written --------------------------------------------
+
+def test_unwritable_spool_tempfails_data_and_bdat(postern):
+    """The queue file cannot be created (it is created off the event loop,
+    on the thread pool): DATA and BDAT get 451 4.3.0, the BDAT chunk is read
+    and dropped rather than taken as commands, the session stays in step,
+    and mail flows again once the spool is writable."""
+    tmp = os.path.join(postern.spool, "tmp")
+    mode = os.stat(tmp).st_mode & 0o7777
+    c = connect(postern)
+    os.chmod(tmp, 0o500)
+    try:
+        expect(c.cmd("MAIL FROM:<alice@mx.test>"), 250, "2.1.0")
+        expect(c.cmd("RCPT TO:<nospool@example.net>"), 250, "2.1.5")
+        expect(c.cmd("DATA"), 451, "4.3.0")
+        expect(c.cmd("RSET"), 250)
+        expect(c.cmd("MAIL FROM:<alice@mx.test>"), 250, "2.1.0")
+        expect(c.cmd("RCPT TO:<nospool@example.net>"), 250, "2.1.5")
+        chunk = b"Subject: bdat\r\n\r\nQUIT\r\n"
+        c.send(b"BDAT %d LAST\r\n" % len(chunk) + chunk)
+        expect(c.reply(), 451, "4.3.0")
+        expect(c.cmd("NOOP"), 250)
+    finally:
+        os.chmod(tmp, mode)
+    expect(c.cmd("RSET"), 250)
+    queued_ok(send_message(c, "alice@mx.test", ["afterwards@example.net"],
+                           b"Subject: afterwards\r\n\r\nfine\r\n"))
+    msgs = postern.sink.wait_messages(1)
+    time.sleep(SINK_GRACE)
+    assert len(postern.sink.messages()) == 1 and b"Subject: afterwards" in msgs[0]
+    assert spool_tmp(postern) == []
+    assert "event=spool_error" in postern.logtext()
+    c.close()

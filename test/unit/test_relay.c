@@ -480,6 +480,53 @@ START_TEST(envelope_garbage)
 }
 END_TEST
 
+/* A queue file is made in two steps: formatted in memory (nothing on
+ * disk yet), then created with everything formatted so far. */
+START_TEST(spool_prepare_then_create)
+{
+	spool_make();
+	char err[256];
+	struct relay_spool *sp = relay_spool_open(spool, err, sizeof(err));
+	ck_assert_msg(sp != NULL, "%s", err);
+	char *rcpts[] = { "bob@example.net" };
+	struct relay_envelope env = { .qid = "Q0SPOOLTEST00001", .time = 1700000000,
+		                      .from = "alice@example.org", .rcpts = rcpts, .nrcpts = 1 };
+	const char *kv[] = { "auth", "alice", "helo", NULL };
+	static const char head[] = "Received: from x\r\n";
+
+	/* prepared and dropped: no file ever existed */
+	struct relay_spool_file *f = relay_spool_prepare(sp, &env, kv, 2, head, strlen(head));
+	ck_assert_int_eq(count_sub("tmp"), 0);
+	relay_spool_abort(f);
+	ck_assert_int_eq(count_sub("tmp"), 0);
+
+	f = relay_spool_prepare(sp, &env, kv, 2, head, strlen(head));
+	ck_assert_int_eq(relay_spool_create_file(f), 0);
+	ck_assert_uint_eq(relay_spool_size(f), strlen(head));
+	ck_assert_int_eq(relay_spool_write(f, "Subject: t\r\n", 13), 0);
+	ck_assert_uint_eq(relay_spool_size(f), strlen(head) + 13);
+	char path[PATH_MAX + 64];
+	snprintf(path, sizeof(path), "%s/tmp/%s", spool, env.qid);
+	char *got = read_all(path);
+	ck_assert_ptr_nonnull(got);
+	ck_assert_str_eq(got, "POSTERN-QUEUE 1\nqid Q0SPOOLTEST00001\ntime 1700000000\n"
+	                      "from alice@example.org\nrcpt bob@example.net\nauth alice\n\n"
+	                      "Received: from x\r\nSubject: t\r\n");
+	free(got);
+
+	/* the same queue id again: refused, the first file untouched */
+	struct relay_spool_file *g = relay_spool_prepare(sp, &env, NULL, 0, "", 0);
+	ck_assert_int_eq(relay_spool_create_file(g), -EEXIST);
+	relay_spool_abort(g);
+	ck_assert(exists("tmp", env.qid));
+
+	relay_spool_abort(f);
+	ck_assert_int_eq(count_sub("tmp"), 0);
+	relay_spool_close(sp);
+	spool_remove();
+}
+END_TEST
+
 START_TEST(state_roundtrip)
 {
 	spool_make();
@@ -874,6 +921,7 @@ static Suite *relay_suite(void)
 	tcase_add_test(files, envelope_null_sender);
 	tcase_add_test(files, envelope_garbage);
 	tcase_add_test(files, state_roundtrip);
+	tcase_add_test(files, spool_prepare_then_create);
 	tcase_add_test(files, downstream_parse);
 	tcase_add_test(files, dsn_file);
 	suite_add_tcase(s, files);
