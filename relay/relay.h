@@ -75,9 +75,10 @@ const char *relay_spool_dir(const struct relay_spool *sp);
  * filesystem: relay_spool_prepare() formats the envelope and the first
  * message bytes (`head`, e.g. our Received header) in memory and touches
  * no file; relay_spool_create_file() creates tmp/<qid> (the envelope's qid
- * names it) and writes them, and may block, so it belongs on a thread
- * pool. It returns 0 or -errno; after a failure no file is left and f
- * still needs relay_spool_abort(). */
+ * names it) and writes them; it may block, so the daemon runs it on the
+ * spool's create thread (relay_spool_create_async below). It returns 0 or
+ * -errno; after a failure no file is left and f still needs
+ * relay_spool_abort(). */
 struct relay_spool_file *relay_spool_prepare(struct relay_spool *sp,
                                              const struct relay_envelope *env,
                                              const char *const *extra_kv, size_t nextra,
@@ -97,6 +98,12 @@ void relay_spool_abort(struct relay_spool_file *f);
 typedef void (*relay_commit_cb)(int status, void *arg);
 void relay_spool_commit(struct relay_spool_file *f, uv_loop_t *loop,
                         uv_async_t *wake, relay_commit_cb done, void *arg);
+
+/* relay_spool_create_file() on the spool's create thread: done(status,
+ * arg) runs later on `loop`, through relay_spool_drain() like a commit;
+ * f stays the caller's (abort it after a failure). */
+void relay_spool_create_async(struct relay_spool_file *f, uv_loop_t *loop, uv_async_t *wake,
+                              relay_commit_cb done, void *arg);
 /* Takes a committed message out of queue/ again (unlink, fsync of queue/):
  * for a message whose acceptance failed after all. 0 or -errno. */
 int relay_spool_unqueue(struct relay_spool *sp, const char *qid);

@@ -29,7 +29,8 @@ struct relay_spool_file {
 	char qid[ID_LEN + 1];
 	struct buf first;     /* envelope and head, until the file exists */
 	uint64_t size;        /* message bytes, envelope excluded */
-	/* commit request */
+	/* create or commit request */
+	bool creating;        /* a create request: the owner keeps f */
 	uv_loop_t *loop;
 	uv_async_t *wake;
 	relay_commit_cb done;
@@ -42,11 +43,13 @@ struct relay_spool {
 	char *dir;
 	char *tmp_dir;
 	char *queue_dir;
-	pthread_t thread;
+	pthread_t thread, create_thread;
 	pthread_mutex_t mu;
-	pthread_cond_t cv;
+	pthread_cond_t cv, create_cv;
 	struct relay_spool_file *pending;  /* waiting for the commit thread */
 	struct relay_spool_file **pending_tail;
+	struct relay_spool_file *to_create; /* waiting for the create thread */
+	struct relay_spool_file **to_create_tail;
 	struct relay_spool_file *finished; /* waiting for their loop */
 	bool stopping;
 };
@@ -140,6 +143,38 @@ static void *spool_thread(void *arg)
 	return NULL;
 }
 
+/* Creating files has a thread of its own, not libuv's shared pool: a
+ * password backend that hangs must not stop mail that is already
+ * authenticated, and a slow disk must not stop logins. */
+static void *create_thread(void *arg)
+{
+	struct relay_spool *sp = arg;
+	pthread_setname_np(pthread_self(), "spool-create");
+	pthread_mutex_lock(&sp->mu);
+	for (;;) {
+		while (!sp->to_create && !sp->stopping)
+			pthread_cond_wait(&sp->create_cv, &sp->mu);
+		if (!sp->to_create)
+			break;
+		struct relay_spool_file *batch = sp->to_create;
+		sp->to_create = NULL;
+		sp->to_create_tail = &sp->to_create;
+		pthread_mutex_unlock(&sp->mu);
+		for (struct relay_spool_file *f = batch; f; f = f->next)
+			f->status = relay_spool_create_file(f);
+		pthread_mutex_lock(&sp->mu);
+		struct relay_spool_file *next;
+		for (struct relay_spool_file *f = batch; f; f = next) {
+			next = f->next;
+			f->next = sp->finished;
+			sp->finished = f;
+			uv_async_send(f->wake);
+		}
+	}
+	pthread_mutex_unlock(&sp->mu);
+	return NULL;
+}
+
 struct relay_spool *relay_spool_open(const char *dir, char *err, size_t errlen)
 {
 	struct relay_spool *sp = xcalloc(1, sizeof(*sp));
@@ -160,14 +195,27 @@ struct relay_spool *relay_spool_open(const char *dir, char *err, size_t errlen)
 	spool_clean_tmp(sp->tmp_dir);
 	pthread_mutex_init(&sp->mu, NULL);
 	pthread_cond_init(&sp->cv, NULL);
+	pthread_cond_init(&sp->create_cv, NULL);
 	sp->pending_tail = &sp->pending;
+	sp->to_create_tail = &sp->to_create;
 	if (pthread_create(&sp->thread, NULL, spool_thread, sp) != 0) {
 		snprintf(err, errlen, "spool: cannot start the commit thread");
-		pthread_mutex_destroy(&sp->mu);
-		pthread_cond_destroy(&sp->cv);
-		goto fail;
+		goto fail_sync;
+	}
+	if (pthread_create(&sp->create_thread, NULL, create_thread, sp) != 0) {
+		snprintf(err, errlen, "spool: cannot start the create thread");
+		pthread_mutex_lock(&sp->mu);
+		sp->stopping = true;
+		pthread_cond_signal(&sp->cv);
+		pthread_mutex_unlock(&sp->mu);
+		pthread_join(sp->thread, NULL);
+		goto fail_sync;
 	}
 	return sp;
+fail_sync:
+	pthread_mutex_destroy(&sp->mu);
+	pthread_cond_destroy(&sp->cv);
+	pthread_cond_destroy(&sp->create_cv);
 fail:
 	free(sp->dir);
 	free(sp->tmp_dir);
@@ -183,16 +231,23 @@ void relay_spool_close(struct relay_spool *sp)
 	pthread_mutex_lock(&sp->mu);
 	sp->stopping = true;
 	pthread_cond_signal(&sp->cv);
+	pthread_cond_signal(&sp->create_cv);
 	pthread_mutex_unlock(&sp->mu);
 	pthread_join(sp->thread, NULL);
-	/* Commits nobody drained: their loops are gone; the files are safe. */
+	pthread_join(sp->create_thread, NULL);
+	/* Requests nobody drained: their loops are gone. Committed files are
+	 * safe in queue/; files created for a message nobody will send go. */
 	struct relay_spool_file *next;
 	for (struct relay_spool_file *f = sp->finished; f; f = next) {
 		next = f->next;
-		free(f);
+		if (f->creating)
+			relay_spool_abort(f);
+		else
+			free(f);
 	}
 	pthread_mutex_destroy(&sp->mu);
 	pthread_cond_destroy(&sp->cv);
+	pthread_cond_destroy(&sp->create_cv);
 	free(sp->dir);
 	free(sp->tmp_dir);
 	free(sp->queue_dir);
@@ -324,6 +379,7 @@ void relay_spool_commit(struct relay_spool_file *f, uv_loop_t *loop, uv_async_t 
                         relay_commit_cb done, void *arg)
 {
 	struct relay_spool *sp = f->sp;
+	f->creating = false;
 	f->loop = loop;
 	f->wake = wake;
 	f->done = done;
@@ -334,6 +390,24 @@ void relay_spool_commit(struct relay_spool_file *f, uv_loop_t *loop, uv_async_t 
 	*sp->pending_tail = f;
 	sp->pending_tail = &f->next;
 	pthread_cond_signal(&sp->cv);
+	pthread_mutex_unlock(&sp->mu);
+}
+
+void relay_spool_create_async(struct relay_spool_file *f, uv_loop_t *loop, uv_async_t *wake,
+                              relay_commit_cb done, void *arg)
+{
+	struct relay_spool *sp = f->sp;
+	f->creating = true;
+	f->loop = loop;
+	f->wake = wake;
+	f->done = done;
+	f->arg = arg;
+	f->status = 0;
+	f->next = NULL;
+	pthread_mutex_lock(&sp->mu);
+	*sp->to_create_tail = f;
+	sp->to_create_tail = &f->next;
+	pthread_cond_signal(&sp->create_cv);
 	pthread_mutex_unlock(&sp->mu);
 }
 
@@ -356,8 +430,14 @@ void relay_spool_drain(struct relay_spool *sp, uv_loop_t *loop)
 	struct relay_spool_file *next;
 	for (struct relay_spool_file *f = mine; f; f = next) {
 		next = f->next;
+		/* A created file goes back to its owner; a committed one is
+		 * done with. */
+		bool created = f->creating;
+		f->creating = false;
+		f->next = NULL;
 		f->done(f->status, f->arg);
-		free(f);
+		if (!created)
+			free(f);
 	}
 }
 

@@ -272,6 +272,11 @@ void session_resume(struct session *s)
 	if (s->reading || s->close_after_flush || s->write_blocked ||
 	    uv_is_closing((uv_handle_t *)&s->tcp))
 		return;
+	/* Waiting for our own work (a SASL step, the queue file, the commit):
+	 * its completion resumes. Reading meanwhile, say because the client's
+	 * backlog of replies drained, would buffer whatever it pipelines. */
+	if (s->state == SS_AUTH_WAIT || s->state == SS_SPOOL_WAIT || s->state == SS_COMMIT_WAIT)
+		return;
 	if (uv_read_start((uv_stream_t *)&s->tcp, conn_alloc, conn_read) == 0)
 		s->reading = true;
 }

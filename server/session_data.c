@@ -32,38 +32,30 @@ static const struct conf *data_conf(const struct session *s)
 	return s->w->d->conf;
 }
 
-/* A queue file being created on the thread pool for a session. */
+/* A queue file being created for a session on the spool's create thread. */
 struct spool_work {
-	uv_work_t req;
 	struct worker *w;
 	uint64_t sid;
 	struct relay_spool_file *f;
-	int rc;
 };
 
 static void data_spool_created(struct session *s, struct relay_spool_file *f, int rc);
 
-static void spool_work_run(uv_work_t *req)
+static void spool_work_done(int status, void *arg)
 {
-	struct spool_work *sw = req->data;
-	sw->rc = relay_spool_create_file(sw->f);
-}
-
-static void spool_work_done(uv_work_t *req, int status)
-{
-	struct spool_work *sw = req->data;
+	struct spool_work *sw = arg;
+	sw->w->inflight--;
 	struct session *s = worker_find_session(sw->w, sw->sid);
-	int rc = status == UV_ECANCELED ? -ECANCELED : sw->rc;
 	if (!s || s->state != SS_SPOOL_WAIT)
 		relay_spool_abort(sw->f);   /* the client left meanwhile */
 	else
-		data_spool_created(s, sw->f, rc);
+		data_spool_created(s, sw->f, status);
 	free(sw);
 }
 
 /* Starts the queue file: the envelope and our Received header are made
- * here, the file is created on the thread pool, and the session waits
- * (SS_SPOOL_WAIT) until data_spool_created() says how it went. */
+ * here, the file is created on the spool's create thread, and the session
+ * waits (SS_SPOOL_WAIT) until data_spool_created() says how it went. */
 static void data_open_spool(struct session *s)
 {
 	struct smtp_tx *tx = &s->tx;
@@ -106,19 +98,14 @@ static void data_open_spool(struct session *s)
 		trace_scan_prefix(tx->scan, hdr.data, hdr.len);
 	}
 	struct spool_work *sw = xcalloc(1, sizeof(*sw));
-	sw->req.data = sw;
 	sw->w = s->w;
 	sw->sid = s->id;
 	sw->f = relay_spool_prepare(d->spool, &env, kv, ARRAY_LEN(kv) / 2, hdr.data, hdr.len);
 	buf_free(&hdr);
 	s->state = SS_SPOOL_WAIT;
 	session_pause(s);
-	int rc = uv_queue_work(&s->w->loop, &sw->req, spool_work_run, spool_work_done);
-	if (rc < 0) {
-		struct relay_spool_file *f = sw->f;
-		free(sw);
-		data_spool_created(s, f, -EAGAIN);
-	}
+	s->w->inflight++;
+	relay_spool_create_async(sw->f, &s->w->loop, &s->w->commit_async, spool_work_done, sw);
 }
 
 /* Common checks of DATA and BDAT. Returns 0, or fills the refusal. */
@@ -586,6 +573,15 @@ static void data_spool_created(struct session *s, struct relay_spool_file *f, in
 {
 	struct smtp_tx *tx = &s->tx;
 	s->state = SS_COMMAND;
+	if (s->shutting_down) {
+		/* A stop came while we waited: no 354 now, with only the rest of
+		 * the grace period left to receive the message in. */
+		relay_spool_abort(f);
+		tx_reset(tx);
+		session_shutdown(s);
+		session_flush(s);
+		return;
+	}
 	if (rc < 0) {
 		log_err("event=spool_error sid=%s qid=%s error=\"%s\"", s->sid, tx->qid,
 		        strerror(-rc));
@@ -593,10 +589,13 @@ static void data_spool_created(struct session *s, struct relay_spool_file *f, in
 		/* A second DATA in this transaction starts the scan afresh. */
 		trace_scan_free(tx->scan);
 		tx->scan = NULL;
-		if (tx->bdat_started)
+		if (tx->bdat_started) {
 			bdat_refuse(s, tx->bdat_left, 451, "4.3.0", "Error: queue file write error");
-		else
+			session_set_timeout(s, data_conf(s)->data_timeout);
+		} else {
 			session_error(s, 451, "4.3.0", "Error: queue file write error");
+			session_set_timeout(s, data_conf(s)->idle_timeout);
+		}
 	} else {
 		tx->spool = f;
 		if (tx->bdat_started)

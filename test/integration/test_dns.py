@@ -2,6 +2,7 @@
 name in the Received header and the trace record, DNSBL refusals on the mx
 listener, and a server that never answers."""
 
+import json
 import os
 import re
 import socket
@@ -10,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import HERE
+from conftest import HERE, wait_for
 
 TESTNS = "/usr/bin/ldns-testns"
 
@@ -77,9 +78,14 @@ def test_dnsbl_listed_client_is_refused(make_postern, dns_server):
     assert lines[0].startswith("554 5.7.1") and "bl.example.test" in lines[0], lines
     assert "listed for testing" in lines[0]
     c.close()
-    out = p.postern("stats", "-c", p.conf, "--json")
-    assert out.returncode == 0, out.stderr
-    assert "dnsbl" in out.stdout
+
+    def refused_by_dnsbl():
+        out = p.postern("stats", "-c", p.conf, "--json")
+        assert out.returncode == 0, out.stderr
+        rules = {e["key"]: e["count"] for e in json.loads(out.stdout)["rejected_by_rule"]}
+        return rules.get("dnsbl")
+    # Refusals reach the trace store with the next commit (within 100 ms).
+    assert wait_for(refused_by_dnsbl, 5, what="the refusal in postern stats") == 1
 
 
 def test_dnsbl_unlisted_client_is_accepted(make_postern, dns_server, sink):
