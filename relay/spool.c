@@ -1,6 +1,7 @@
 /*
- * spool.c - the writing side of the spool: messages stream into tmp/<qid>
- * and are committed into queue/<qid> by one commit thread that batches
+ * spool.c - the writing side of the spool: a create thread makes tmp/<qid>
+ * (so that no event loop waits on inode allocation), messages stream into
+ * it, and they are committed into queue/<qid> by one commit thread that batches
  * the fsyncs of every transaction waiting at that moment (group commit):
  * start write-back of all files, fdatasync each (the first journal commit
  * usually carries the others), rename all, fsync queue/ once. Only then
@@ -39,17 +40,22 @@ struct relay_spool_file {
 	struct relay_spool_file *next;
 };
 
+/* Requests for one of the spool's two threads: each takes everything
+ * waiting at once (for the commit thread, that is the group commit). */
+struct spool_queue {
+	const char *name;
+	void (*work)(struct relay_spool *sp, struct relay_spool_file *batch);
+	struct relay_spool_file *head, **tail;
+	pthread_cond_t cv;
+	pthread_t thread;
+};
+
 struct relay_spool {
 	char *dir;
 	char *tmp_dir;
 	char *queue_dir;
-	pthread_t thread, create_thread;
-	pthread_mutex_t mu;
-	pthread_cond_t cv, create_cv;
-	struct relay_spool_file *pending;  /* waiting for the commit thread */
-	struct relay_spool_file **pending_tail;
-	struct relay_spool_file *to_create; /* waiting for the create thread */
-	struct relay_spool_file **to_create_tail;
+	pthread_mutex_t mu;                /* guards both queues and `finished` */
+	struct spool_queue create, commit;
 	struct relay_spool_file *finished; /* waiting for their loop */
 	bool stopping;
 };
@@ -112,22 +118,40 @@ static void spool_commit_batch(struct relay_spool *sp, struct relay_spool_file *
 	}
 }
 
+/* Creating files has a thread of its own, not libuv's shared pool: a
+ * password backend that hangs must not stop mail that is already
+ * authenticated, and a slow disk must not stop logins. */
+static void spool_create_batch(struct relay_spool *sp, struct relay_spool_file *batch)
+{
+	(void)sp;
+	for (struct relay_spool_file *f = batch; f; f = f->next)
+		f->status = relay_spool_create_file(f);
+}
+
+struct spool_thread_arg {
+	struct relay_spool *sp;
+	struct spool_queue *q;
+};
+
 static void *spool_thread(void *arg)
 {
-	struct relay_spool *sp = arg;
-	pthread_setname_np(pthread_self(), "spool-commit");
+	struct spool_thread_arg a = *(struct spool_thread_arg *)arg;
+	free(arg);
+	struct relay_spool *sp = a.sp;
+	struct spool_queue *q = a.q;
+	pthread_setname_np(pthread_self(), q->name);
 	pthread_mutex_lock(&sp->mu);
 	for (;;) {
-		while (!sp->pending && !sp->stopping)
-			pthread_cond_wait(&sp->cv, &sp->mu);
-		if (!sp->pending && sp->stopping)
+		while (!q->head && !sp->stopping)
+			pthread_cond_wait(&q->cv, &sp->mu);
+		if (!q->head)
 			break;
-		struct relay_spool_file *batch = sp->pending;
-		sp->pending = NULL;
-		sp->pending_tail = &sp->pending;
+		struct relay_spool_file *batch = q->head;
+		q->head = NULL;
+		q->tail = &q->head;
 		pthread_mutex_unlock(&sp->mu);
 
-		spool_commit_batch(sp, batch);
+		q->work(sp, batch);
 
 		pthread_mutex_lock(&sp->mu);
 		struct relay_spool_file *next;
@@ -135,7 +159,7 @@ static void *spool_thread(void *arg)
 			next = f->next;
 			f->next = sp->finished;
 			sp->finished = f;
-			/* libuv coalesces sends: a loop with several commits wakes once. */
+			/* libuv coalesces sends: a loop with several answers wakes once. */
 			uv_async_send(f->wake);
 		}
 	}
@@ -143,36 +167,43 @@ static void *spool_thread(void *arg)
 	return NULL;
 }
 
-/* Creating files has a thread of its own, not libuv's shared pool: a
- * password backend that hangs must not stop mail that is already
- * authenticated, and a slow disk must not stop logins. */
-static void *create_thread(void *arg)
+static int spool_queue_start(struct relay_spool *sp, struct spool_queue *q, const char *name,
+                             void (*work)(struct relay_spool *, struct relay_spool_file *))
 {
-	struct relay_spool *sp = arg;
-	pthread_setname_np(pthread_self(), "spool-create");
-	pthread_mutex_lock(&sp->mu);
-	for (;;) {
-		while (!sp->to_create && !sp->stopping)
-			pthread_cond_wait(&sp->create_cv, &sp->mu);
-		if (!sp->to_create)
-			break;
-		struct relay_spool_file *batch = sp->to_create;
-		sp->to_create = NULL;
-		sp->to_create_tail = &sp->to_create;
-		pthread_mutex_unlock(&sp->mu);
-		for (struct relay_spool_file *f = batch; f; f = f->next)
-			f->status = relay_spool_create_file(f);
-		pthread_mutex_lock(&sp->mu);
-		struct relay_spool_file *next;
-		for (struct relay_spool_file *f = batch; f; f = next) {
-			next = f->next;
-			f->next = sp->finished;
-			sp->finished = f;
-			uv_async_send(f->wake);
-		}
+	q->name = name;
+	q->work = work;
+	q->head = NULL;
+	q->tail = &q->head;
+	pthread_cond_init(&q->cv, NULL);
+	struct spool_thread_arg *a = xmalloc(sizeof(*a));
+	a->sp = sp;
+	a->q = q;
+	if (pthread_create(&q->thread, NULL, spool_thread, a) != 0) {
+		free(a);
+		pthread_cond_destroy(&q->cv);
+		return -1;
 	}
+	return 0;
+}
+
+/* Stops every started thread once its queue is empty. */
+static void spool_stop(struct relay_spool *sp, bool create_started, bool commit_started)
+{
+	pthread_mutex_lock(&sp->mu);
+	sp->stopping = true;
+	if (create_started)
+		pthread_cond_signal(&sp->create.cv);
+	if (commit_started)
+		pthread_cond_signal(&sp->commit.cv);
 	pthread_mutex_unlock(&sp->mu);
-	return NULL;
+	if (create_started) {
+		pthread_join(sp->create.thread, NULL);
+		pthread_cond_destroy(&sp->create.cv);
+	}
+	if (commit_started) {
+		pthread_join(sp->commit.thread, NULL);
+		pthread_cond_destroy(&sp->commit.cv);
+	}
 }
 
 struct relay_spool *relay_spool_open(const char *dir, char *err, size_t errlen)
@@ -194,28 +225,18 @@ struct relay_spool *relay_spool_open(const char *dir, char *err, size_t errlen)
 		goto fail;
 	spool_clean_tmp(sp->tmp_dir);
 	pthread_mutex_init(&sp->mu, NULL);
-	pthread_cond_init(&sp->cv, NULL);
-	pthread_cond_init(&sp->create_cv, NULL);
-	sp->pending_tail = &sp->pending;
-	sp->to_create_tail = &sp->to_create;
-	if (pthread_create(&sp->thread, NULL, spool_thread, sp) != 0) {
+	if (spool_queue_start(sp, &sp->commit, "spool-commit", spool_commit_batch) < 0) {
 		snprintf(err, errlen, "spool: cannot start the commit thread");
-		goto fail_sync;
+		pthread_mutex_destroy(&sp->mu);
+		goto fail;
 	}
-	if (pthread_create(&sp->create_thread, NULL, create_thread, sp) != 0) {
+	if (spool_queue_start(sp, &sp->create, "spool-create", spool_create_batch) < 0) {
 		snprintf(err, errlen, "spool: cannot start the create thread");
-		pthread_mutex_lock(&sp->mu);
-		sp->stopping = true;
-		pthread_cond_signal(&sp->cv);
-		pthread_mutex_unlock(&sp->mu);
-		pthread_join(sp->thread, NULL);
-		goto fail_sync;
+		spool_stop(sp, false, true);
+		pthread_mutex_destroy(&sp->mu);
+		goto fail;
 	}
 	return sp;
-fail_sync:
-	pthread_mutex_destroy(&sp->mu);
-	pthread_cond_destroy(&sp->cv);
-	pthread_cond_destroy(&sp->create_cv);
 fail:
 	free(sp->dir);
 	free(sp->tmp_dir);
@@ -228,13 +249,7 @@ void relay_spool_close(struct relay_spool *sp)
 {
 	if (!sp)
 		return;
-	pthread_mutex_lock(&sp->mu);
-	sp->stopping = true;
-	pthread_cond_signal(&sp->cv);
-	pthread_cond_signal(&sp->create_cv);
-	pthread_mutex_unlock(&sp->mu);
-	pthread_join(sp->thread, NULL);
-	pthread_join(sp->create_thread, NULL);
+	spool_stop(sp, true, true);
 	/* Requests nobody drained: their loops are gone. Committed files are
 	 * safe in queue/; files created for a message nobody will send go. */
 	struct relay_spool_file *next;
@@ -246,8 +261,6 @@ void relay_spool_close(struct relay_spool *sp)
 			free(f);
 	}
 	pthread_mutex_destroy(&sp->mu);
-	pthread_cond_destroy(&sp->cv);
-	pthread_cond_destroy(&sp->create_cv);
 	free(sp->dir);
 	free(sp->tmp_dir);
 	free(sp->queue_dir);
@@ -375,40 +388,37 @@ void relay_spool_abort(struct relay_spool_file *f)
 	free(f);
 }
 
-void relay_spool_commit(struct relay_spool_file *f, uv_loop_t *loop, uv_async_t *wake,
-                        relay_commit_cb done, void *arg)
+/* Hands f to the create or the commit thread; its answer comes back on
+ * `loop` through relay_spool_drain(). */
+static void spool_request(struct relay_spool_file *f, bool creating, uv_loop_t *loop,
+                          uv_async_t *wake, relay_commit_cb done, void *arg)
 {
 	struct relay_spool *sp = f->sp;
-	f->creating = false;
+	f->creating = creating;
 	f->loop = loop;
 	f->wake = wake;
 	f->done = done;
 	f->arg = arg;
 	f->status = 0;
 	f->next = NULL;
+	struct spool_queue *q = creating ? &sp->create : &sp->commit;
 	pthread_mutex_lock(&sp->mu);
-	*sp->pending_tail = f;
-	sp->pending_tail = &f->next;
-	pthread_cond_signal(&sp->cv);
+	*q->tail = f;
+	q->tail = &f->next;
+	pthread_cond_signal(&q->cv);
 	pthread_mutex_unlock(&sp->mu);
+}
+
+void relay_spool_commit(struct relay_spool_file *f, uv_loop_t *loop, uv_async_t *wake,
+                        relay_commit_cb done, void *arg)
+{
+	spool_request(f, false, loop, wake, done, arg);
 }
 
 void relay_spool_create_async(struct relay_spool_file *f, uv_loop_t *loop, uv_async_t *wake,
                               relay_commit_cb done, void *arg)
 {
-	struct relay_spool *sp = f->sp;
-	f->creating = true;
-	f->loop = loop;
-	f->wake = wake;
-	f->done = done;
-	f->arg = arg;
-	f->status = 0;
-	f->next = NULL;
-	pthread_mutex_lock(&sp->mu);
-	*sp->to_create_tail = f;
-	sp->to_create_tail = &f->next;
-	pthread_cond_signal(&sp->create_cv);
-	pthread_mutex_unlock(&sp->mu);
+	spool_request(f, true, loop, wake, done, arg);
 }
 
 void relay_spool_drain(struct relay_spool *sp, uv_loop_t *loop)

@@ -527,6 +527,67 @@ START_TEST(spool_prepare_then_create)
 }
 END_TEST
 
+/* The create and commit threads answer on the owner's loop: a file is
+ * created off the loop, written, then committed into queue/. */
+struct spool_loop {
+	struct relay_spool *sp;
+	uv_loop_t loop;
+	uv_async_t wake;
+	int created, committed;   /* 1 + status once answered */
+};
+
+static void spool_loop_wake(uv_async_t *a)
+{
+	struct spool_loop *sl = a->data;
+	relay_spool_drain(sl->sp, &sl->loop);
+}
+
+static void spool_loop_created(int status, void *arg)
+{
+	struct spool_loop *sl = arg;
+	sl->created = 1 + status;
+}
+
+static void spool_loop_committed(int status, void *arg)
+{
+	struct spool_loop *sl = arg;
+	sl->committed = 1 + status;
+}
+
+START_TEST(spool_threads_answer_on_the_loop)
+{
+	spool_make();
+	char err[256];
+	struct spool_loop sl = { 0 };
+	sl.sp = relay_spool_open(spool, err, sizeof(err));
+	ck_assert_msg(sl.sp != NULL, "%s", err);
+	ck_assert_int_eq(uv_loop_init(&sl.loop), 0);
+	ck_assert_int_eq(uv_async_init(&sl.loop, &sl.wake, spool_loop_wake), 0);
+	sl.wake.data = &sl;
+	char *rcpts[] = { "bob@example.net" };
+	struct relay_envelope env = { .qid = "Q0SPOOLTHREADS01", .time = 1700000000,
+		                      .from = "alice@example.org", .rcpts = rcpts, .nrcpts = 1 };
+	struct relay_spool_file *f = relay_spool_prepare(sl.sp, &env, NULL, 0, "", 0);
+	relay_spool_create_async(f, &sl.loop, &sl.wake, spool_loop_created, &sl);
+	for (int i = 0; i < 500 && !sl.created; i++)
+		uv_run(&sl.loop, UV_RUN_ONCE);
+	ck_assert_int_eq(sl.created, 1);
+	ck_assert(exists("tmp", env.qid));
+	ck_assert_int_eq(relay_spool_write(f, "Subject: t\r\n\r\nhi\r\n", 19), 0);
+	relay_spool_commit(f, &sl.loop, &sl.wake, spool_loop_committed, &sl);
+	for (int i = 0; i < 500 && !sl.committed; i++)
+		uv_run(&sl.loop, UV_RUN_ONCE);
+	ck_assert_int_eq(sl.committed, 1);
+	ck_assert(exists("queue", env.qid));
+	ck_assert_int_eq(count_sub("tmp"), 0);
+	uv_close((uv_handle_t *)&sl.wake, NULL);
+	uv_run(&sl.loop, UV_RUN_DEFAULT);
+	ck_assert_int_eq(uv_loop_close(&sl.loop), 0);
+	relay_spool_close(sl.sp);
+	spool_remove();
+}
+END_TEST
+
 START_TEST(state_roundtrip)
 {
 	spool_make();
@@ -922,6 +983,7 @@ static Suite *relay_suite(void)
 	tcase_add_test(files, envelope_garbage);
 	tcase_add_test(files, state_roundtrip);
 	tcase_add_test(files, spool_prepare_then_create);
+	tcase_add_test(files, spool_threads_answer_on_the_loop);
 	tcase_add_test(files, downstream_parse);
 	tcase_add_test(files, dsn_file);
 	suite_add_tcase(s, files);
