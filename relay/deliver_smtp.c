@@ -645,7 +645,15 @@ static void mail_params(const struct relay__smtp *s, const struct relay__attempt
 /* One MAIL..DATA transaction for the PENDING recipients. Returns 0 when
  * the session is still in step (results set), -1 when it broke (s->err;
  * recipients without a result stay PENDING). */
-static int transaction(struct relay__smtp *s, struct relay__attempt *a)
+/* What transaction() returns when the RSET in front of it found a cached
+ * session dead: nothing of the message was accepted, try a new session. */
+#define STALE_SESSION (-2)
+
+/* One message. With `rset`, an RSET goes in front in the same pipelined
+ * write (a cached session: it tells whether the server still listens,
+ * without a round trip of its own). Returns 0 with every recipient's
+ * result set, STALE_SESSION, or -1 when the session failed on the way. */
+static int transaction(struct relay__smtp *s, struct relay__attempt *a, bool rset)
 {
 	const struct relay_envelope *env = a->env;
 	bool lmtp = s->ctx->ds.proto == RELAY__LMTP, pl = s->pipelining;
@@ -663,6 +671,8 @@ static int transaction(struct relay__smtp *s, struct relay__attempt *a)
 			idx[k++] = i;
 
 	mail_params(s, a, &params);
+	if (rset)
+		buf_puts(&s->out, "RSET\r\n");
 	buf_printf(&s->out, "MAIL FROM:<%s>%s\r\n", env->from, params.data ? params.data : "");
 	if (!pl) {
 		if (io_flush(s, "sending MAIL FROM") < 0 || read_reply(s, &mail, "sending MAIL FROM") < 0)
@@ -686,6 +696,11 @@ static int transaction(struct relay__smtp *s, struct relay__attempt *a)
 	}
 	if (pl) {
 		buf_puts(&s->out, "DATA\r\n");
+		if (rset && (io_flush(s, "sending RSET") < 0 || read_reply(s, &r, "sending RSET") < 0 ||
+		             r.code / 100 != 2)) {
+			rc = STALE_SESSION;
+			goto out;
+		}
 		if (io_flush(s, "sending MAIL FROM") < 0 ||
 		    read_reply(s, &mail, "sending MAIL FROM") < 0)
 			goto out;
@@ -813,14 +828,21 @@ static bool any_pending(const struct relay__attempt *a)
 }
 
 /* A cached session may have been closed by the server meanwhile: RSET
- * tells, and a failure there costs nothing but a reconnect. */
-static bool session_reusable(struct relay__smtp *s)
+ * tells. With PIPELINING it travels in front of the next transaction
+ * (no round trip of its own); without, it is a command of its own. A
+ * failure there costs nothing but a reconnect. */
+static bool session_reusable(struct relay__smtp *s, bool *rset)
 {
+	*rset = false;
 	if (s->fd < 0)
 		return false;
 	if (relay__smtp_idle_left(s) <= 0) {
 		relay__smtp_close(s);
 		return false;
+	}
+	if (s->pipelining) {
+		*rset = true;
+		return true;
 	}
 	struct reply r;
 	reply_init(&r);
@@ -835,11 +857,21 @@ void relay__smtp_deliver(struct relay__smtp *s, struct relay__attempt *a)
 {
 	if (!any_pending(a))
 		return;
-	if (!session_reusable(s) && session_open(s) < 0) {
+	bool rset;
+	if (!session_reusable(s, &rset) && session_open(s) < 0) {
 		relay__attempt_set_pending(a, RELAY__TEMP, s->err);
 		return;
 	}
-	if (transaction(s, a) < 0) {
+	int rc = transaction(s, a, rset);
+	if (rc == STALE_SESSION) {
+		session_drop(s);
+		if (session_open(s) < 0) {
+			relay__attempt_set_pending(a, RELAY__TEMP, s->err);
+			return;
+		}
+		rc = transaction(s, a, false);
+	}
+	if (rc < 0) {
 		relay__attempt_set_pending(a, RELAY__TEMP, s->err);
 		session_drop(s);
 		return;

@@ -255,7 +255,10 @@ int trace_known_qids(const char *path, const char *const *qids, size_t n, bool *
 	if (trace__db_open(path, TRACE__OPEN_READ, &db, err, errlen) < 0)
 		return -EIO;
 	sqlite3_stmt *st = NULL;
-	int rc = sqlite3_prepare_v2(db, "SELECT 1 FROM messages WHERE qid = ?1", -1, &st, NULL);
+	/* One read transaction: one snapshot, one read lock. */
+	int rc = sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_prepare_v2(db, "SELECT 1 FROM messages WHERE qid = ?1", -1, &st, NULL);
 	for (size_t i = 0; rc == SQLITE_OK && i < n; i++) {
 		sqlite3_bind_text(st, 1, qids[i], -1, SQLITE_STATIC);
 		int step = sqlite3_step(st);
@@ -268,6 +271,7 @@ int trace_known_qids(const char *path, const char *const *qids, size_t n, bool *
 	if (rc != SQLITE_OK)
 		snprintf(err, errlen, "%s: lookup failed: %s", path, sqlite3_errmsg(db));
 	sqlite3_finalize(st);
+	(void)sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
 	sqlite3_close(db);
 	return rc == SQLITE_OK ? 0 : -EIO;
 }

@@ -45,7 +45,7 @@ struct item {
 
 struct trace_store {
 	sqlite3 *db;                 /* the writer thread's alone after open */
-	sqlite3_stmt *ins_message, *ins_rcpt, *del_rcpts, *del_message, *ins_reject, *upd_delivery;
+	sqlite3_stmt *ins_message, *ins_rcpt, *ins_reject, *upd_delivery;
 	pthread_t thread;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
@@ -197,10 +197,13 @@ static int step_done(sqlite3_stmt *st)
 }
 
 /* Writes the message row and its recipients. A failed message insert
- * (say a duplicate queue id) changes nothing; a recipient that fails after
- * it takes the message row back out, so no half record is left. This
- * replaces a savepoint per record, which made SQLite spill a sub-journal
- * to a temporary file: two thirds of the writer's system calls. */
+ * (say a duplicate queue id: a one-row INSERT that aborts changes
+ * nothing) fails this record alone: -EIO. A recipient that cannot be
+ * written after its message row (only resource errors get there: the
+ * insert ignores duplicates) returns -ECANCELED, and the whole batch is
+ * rolled back rather than leave half a record. No savepoint per record:
+ * one made SQLite spill a sub-journal to a temporary file, two thirds of
+ * the writer's system calls. */
 static int write_record(struct trace_store *ts, const struct trace_record *r)
 {
 	sqlite3_stmt *st = ts->ins_message;
@@ -236,13 +239,8 @@ static int write_record(struct trace_store *ts, const struct trace_record *r)
 	for (size_t i = 0; i < r->nrcpts; i++) {
 		sqlite3_bind_int64(ts->ins_rcpt, 1, id);
 		bind_str(ts->ins_rcpt, 2, r->rcpts[i]);
-		if (step_done(ts->ins_rcpt) < 0) {
-			sqlite3_bind_int64(ts->del_rcpts, 1, id);
-			(void)step_done(ts->del_rcpts);
-			sqlite3_bind_int64(ts->del_message, 1, id);
-			(void)step_done(ts->del_message);
-			return -EIO;
-		}
+		if (step_done(ts->ins_rcpt) < 0)
+			return -ECANCELED;
 	}
 	return 0;
 }
@@ -291,13 +289,17 @@ static void log_db_error(struct trace_store *ts, const char *what, const char *q
 	        qid ? qid : "", sqlite3_errmsg(ts->db));
 }
 
-static void write_item(struct trace_store *ts, struct item *it)
+/* One item inside the batch's transaction. Returns false when the batch
+ * must not be committed. */
+static bool write_item(struct trace_store *ts, struct item *it)
 {
+	int rc;
 	switch (it->kind) {
 	case ITEM_RECORD:
-		if (write_record(ts, &it->u.rec) < 0) {
+		if ((rc = write_record(ts, &it->u.rec)) < 0) {
 			it->status = -EIO;
 			log_db_error(ts, "record", it->u.rec.qid);
+			return rc != -ECANCELED;
 		}
 		break;
 	case ITEM_REJECT:
@@ -309,6 +311,7 @@ static void write_item(struct trace_store *ts, struct item *it)
 			log_db_error(ts, "delivery", it->u.del.qid);
 		break;
 	}
+	return true;
 }
 
 static void write_batch(struct trace_store *ts, struct item *batch)
@@ -317,9 +320,10 @@ static void write_batch(struct trace_store *ts, struct item *batch)
 	if (!ok)
 		log_db_error(ts, "begin", NULL);
 	for (struct item *it = batch; ok && it; it = it->next) {
-		write_item(ts, it);
-		/* Disk full, I/O errors and the like roll the whole transaction
-		 * back by themselves; what follows must not run outside it. */
+		ok = write_item(ts, it);
+		/* Disk full, I/O errors and the like may roll the whole
+		 * transaction back by themselves; what follows must not run
+		 * outside it. */
 		if (sqlite3_get_autocommit(ts->db)) {
 			log_err("event=trace_store_error op=batch error=\"transaction rolled back\"");
 			ok = false;
@@ -327,9 +331,10 @@ static void write_batch(struct trace_store *ts, struct item *batch)
 	}
 	if (ok && trace__db_exec(ts->db, "COMMIT", NULL, 0) < 0) {
 		log_db_error(ts, "commit", NULL);
-		(void)trace__db_exec(ts->db, "ROLLBACK", NULL, 0);
 		ok = false;
 	}
+	if (!ok && !sqlite3_get_autocommit(ts->db))
+		(void)trace__db_exec(ts->db, "ROLLBACK", NULL, 0);
 	if (ok)
 		return;
 	/* Nothing of this batch is on disk. Refusals and delivery results are
@@ -419,9 +424,6 @@ static int prepare_all(struct trace_store *ts)
 	/* A recipient given twice is one recipient. */
 	static const char ins_rcpt[] =
 		"INSERT OR IGNORE INTO message_rcpts (message, rcpt) VALUES (?1, ?2)";
-	/* Undoes a record whose recipients could not all be written. */
-	static const char del_rcpts[] = "DELETE FROM message_rcpts WHERE message = ?1";
-	static const char del_message[] = "DELETE FROM messages WHERE id = ?1";
 	static const char ins_reject[] =
 		"INSERT INTO rejects (time, sid, listener, client_ip, client_ip_key, helo,"
 		" account, command, mail_from, rcpt, rule, code, enh, text)"
@@ -435,8 +437,6 @@ static int prepare_all(struct trace_store *ts)
 	} all[] = {
 		{ ins_message, &ts->ins_message },
 		{ ins_rcpt, &ts->ins_rcpt },
-		{ del_rcpts, &ts->del_rcpts },
-		{ del_message, &ts->del_message },
 		{ ins_reject, &ts->ins_reject },
 		{ upd_delivery, &ts->upd_delivery },
 	};
@@ -452,8 +452,6 @@ static void finalize_all(struct trace_store *ts)
 {
 	sqlite3_finalize(ts->ins_message);
 	sqlite3_finalize(ts->ins_rcpt);
-	sqlite3_finalize(ts->del_rcpts);
-	sqlite3_finalize(ts->del_message);
 	sqlite3_finalize(ts->ins_reject);
 	sqlite3_finalize(ts->upd_delivery);
 }
@@ -473,7 +471,12 @@ struct trace_store *trace_store_open(const char *path, char *err, size_t errlen)
 	/* The writer's deadlines are on the monotonic clock. */
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	if (pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) != 0) {
+		snprintf(err, errlen, "%s: no monotonic clock for the writer thread", path);
+		pthread_condattr_destroy(&ca);
+		pthread_mutex_destroy(&ts->mu);
+		goto fail;
+	}
 	pthread_cond_init(&ts->cv, &ca);
 	pthread_condattr_destroy(&ca);
 	ts->pending_tail = &ts->pending;

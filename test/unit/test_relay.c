@@ -181,6 +181,7 @@ struct sink {
 	int tempfail_mail;        /* answer 451 to this many MAILs; -1: all */
 	const char *fail_rcpt;    /* 550 at RCPT */
 	const char *lmtp_fail;    /* LMTP: 452 after DATA for this recipient */
+	bool hang_up;             /* close the connection after each message */
 	pthread_mutex_t mu;
 	int nconn, nmail, nmsgs;
 	struct sink_msg msgs[8];
@@ -255,6 +256,8 @@ static void sink_conn(struct sink *k, int fd)
 			nok = 0;
 			from[0] = rcpts[0] = '\0';
 			have_mail = false;
+			if (k->hang_up)
+				break;   /* as a server whose idle timeout struck */
 		} else if (str_case_prefix(line, "EHLO") || str_case_prefix(line, "LHLO")) {
 			say(fd, k->no_pipelining ? "250-sink.test\r\n250 8BITMIME\r\n"
 			        : "250-sink.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SIZE 10000000\r\n");
@@ -732,6 +735,35 @@ START_TEST(smtp_retry)
 }
 END_TEST
 
+/* A cached session the downstream has closed meanwhile costs a new
+ * session, not a deferral: each message goes out at its first attempt.
+ * _i: 0 with PIPELINING (the RSET travels with the next MAIL), 1 without. */
+START_TEST(smtp_stale_session)
+{
+	spool_make();
+	struct sink k = { .hang_up = true, .no_pipelining = _i == 1 };
+	sink_start(&k);
+	struct relay_conf c = base_conf();
+	c.retry_min = 60;   /* a deferral would miss the wait below */
+	c.retry_max = 120;
+	struct relay *r = start_smtp(&k, &c, "smtp");
+	for (int i = 0; i < 3; i++) {
+		char qid[ID_LEN + 1];
+		queue_msg(qid, time(NULL), "alice@example.org", "bob@example.net", NULL,
+		          "Subject: t\r\n\r\nhi\r\n");
+		relay_enqueue(r, qid);
+		WAIT_FOR(sink_count(&k) == i + 1 && !exists("queue", qid), 3000);
+		ck_assert_int_eq(sink_count(&k), i + 1);
+		ck_assert(!exists("queue", qid));
+	}
+	ck_assert_int_eq(k.nconn, 3);
+	ck_assert_int_eq(k.nmail, 3);
+	relay_stop(r);
+	sink_stop(&k);
+	spool_remove();
+}
+END_TEST
+
 /* _i: 0 with PIPELINING, 1 without */
 START_TEST(smtp_bounce)
 {
@@ -991,6 +1023,7 @@ static Suite *relay_suite(void)
 	tcase_set_timeout(run, 30);
 	tcase_add_test(run, maildir_delivery);
 	tcase_add_test(run, smtp_retry);
+	tcase_add_loop_test(run, smtp_stale_session, 0, 2);
 	tcase_add_loop_test(run, smtp_bounce, 0, 2);
 	tcase_add_test(run, bounce_of_bounce);
 	tcase_add_test(run, queue_list_deferred);
