@@ -153,12 +153,20 @@ out:
 	return rc;
 }
 
-int relay_envelope_read(const char *path, struct relay_envelope *env)
+int relay_envelope_read_fd(int fd, struct relay_envelope *env)
 {
 	memset(env, 0, sizeof(*env));
-	FILE *f = fopen(path, "re");
-	if (!f)
-		return -errno;
+	/* A stdio stream of its own: fclose() leaves the caller's fd open,
+	 * and the body is read with pread(), whatever the offset. */
+	int d = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	FILE *f = d >= 0 ? fdopen(d, "r") : NULL;
+	if (!f) {
+		int rc = -errno;
+		if (d >= 0)
+			close(d);
+		return rc;
+	}
+	rewind(f);
 	int rc = parse_header(f, env);
 	if (rc == 0) {
 		off_t off = ftello(f);
@@ -172,6 +180,17 @@ int relay_envelope_read(const char *path, struct relay_envelope *env)
 		relay_envelope_free(env);
 		memset(env, 0, sizeof(*env));
 	}
+	return rc;
+}
+
+int relay_envelope_read(const char *path, struct relay_envelope *env)
+{
+	memset(env, 0, sizeof(*env));
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	int rc = relay_envelope_read_fd(fd, env);
+	close(fd);
 	return rc;
 }
 

@@ -58,6 +58,8 @@ struct relay_envelope {
 
 /* Reads the envelope of queue file path. Returns 0 or -errno/-EINVAL. */
 int relay_envelope_read(const char *path, struct relay_envelope *env);
+/* The same from an open queue file (its offset is left anywhere). */
+int relay_envelope_read_fd(int fd, struct relay_envelope *env);
 void relay_envelope_free(struct relay_envelope *env);
 
 /* ---- spool (writing side, used by the server) ---------------------- */

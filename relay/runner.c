@@ -420,28 +420,22 @@ static bool deliver_message(struct relay *r, struct worker *w, const char *qid, 
 	const struct relay__ctx *ctx = &r->ctx;
 	char path[PATH_MAX];
 	relay__path(path, sizeof(path), "%s/queue/%s", ctx->spool_dir, qid);
-	struct relay_envelope env;
-	int rc = relay_envelope_read(path, &env);
-	if (rc == -ENOENT) {
+	/* One open for the envelope and the body. */
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 && errno == ENOENT) {
 		log_debug("event=gone qid=%s", qid);
 		return true;
 	}
+	struct stat sb;
+	struct relay_envelope env;
+	int rc = fd < 0 || fstat(fd, &sb) < 0 ? -errno : relay_envelope_read_fd(fd, &env);
 	if (rc < 0) {
+		if (fd >= 0)
+			close(fd);
 		/* a corrupt file stays for the operator; an I/O error may pass */
 		log_err("event=queue_error qid=%s error=\"%s\"", qid, strerror(-rc));
 		*due = time(NULL) + ctx->conf.retry_max;
 		return rc == -EINVAL;
-	}
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	struct stat sb;
-	if (fd < 0 || fstat(fd, &sb) < 0) {
-		rc = -errno;
-		if (fd >= 0)
-			close(fd);
-		relay_envelope_free(&env);
-		log_err("event=queue_error qid=%s error=\"%s\"", qid, strerror(-rc));
-		*due = time(NULL) + ctx->conf.retry_min;
-		return rc == -ENOENT;
 	}
 	struct relay__state st;
 	if ((rc = relay__state_read(ctx->spool_dir, qid, env.nrcpts, &st)) < 0)

@@ -43,6 +43,7 @@ struct relay_spool_file {
 /* Requests for one of the spool's two threads: each takes everything
  * waiting at once (for the commit thread, that is the group commit). */
 struct spool_queue {
+	struct relay_spool *sp;
 	const char *name;
 	void (*work)(struct relay_spool *sp, struct relay_spool_file *batch);
 	struct relay_spool_file *head, **tail;
@@ -128,17 +129,10 @@ static void spool_create_batch(struct relay_spool *sp, struct relay_spool_file *
 		f->status = relay_spool_create_file(f);
 }
 
-struct spool_thread_arg {
-	struct relay_spool *sp;
-	struct spool_queue *q;
-};
-
 static void *spool_thread(void *arg)
 {
-	struct spool_thread_arg a = *(struct spool_thread_arg *)arg;
-	free(arg);
-	struct relay_spool *sp = a.sp;
-	struct spool_queue *q = a.q;
+	struct spool_queue *q = arg;
+	struct relay_spool *sp = q->sp;
 	pthread_setname_np(pthread_self(), q->name);
 	pthread_mutex_lock(&sp->mu);
 	for (;;) {
@@ -170,16 +164,13 @@ static void *spool_thread(void *arg)
 static int spool_queue_start(struct relay_spool *sp, struct spool_queue *q, const char *name,
                              void (*work)(struct relay_spool *, struct relay_spool_file *))
 {
+	q->sp = sp;
 	q->name = name;
 	q->work = work;
 	q->head = NULL;
 	q->tail = &q->head;
 	pthread_cond_init(&q->cv, NULL);
-	struct spool_thread_arg *a = xmalloc(sizeof(*a));
-	a->sp = sp;
-	a->q = q;
-	if (pthread_create(&q->thread, NULL, spool_thread, a) != 0) {
-		free(a);
+	if (pthread_create(&q->thread, NULL, spool_thread, q) != 0) {
 		pthread_cond_destroy(&q->cv);
 		return -1;
 	}

@@ -17,17 +17,6 @@
 
 /* ---- golden files ------------------------------------------------------- */
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Decodes the escapes of parse.in into out (at least as long as s). */
 static size_t unescape(const char *s, char *out)
 {
@@ -46,8 +35,8 @@ static size_t unescape(const char *s, char *out)
 		case '0': out[n++] = '\0'; s++; break;
 		case 'e': s++; break;
 		case 'x':
-			ck_assert_msg(hexval(s[1]) >= 0 && hexval(s[2]) >= 0, "bad \\x in parse.in");
-			out[n++] = (char)(hexval(s[1]) * 16 + hexval(s[2]));
+			ck_assert_msg(str_hexval(s[1]) >= 0 && str_hexval(s[2]) >= 0, "bad \\x in parse.in");
+			out[n++] = (char)(str_hexval(s[1]) * 16 + str_hexval(s[2]));
 			s += 3;
 			break;
 		default: out[n++] = *s++; break;

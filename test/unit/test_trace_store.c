@@ -669,6 +669,51 @@ START_TEST(bad_record_fails_alone)
 }
 END_TEST
 
+/* A recipient that cannot be written after its message row (here a
+ * trigger refuses it) leaves no half record: the batch is rolled back,
+ * its records fail, and the store goes on working. */
+START_TEST(failed_recipient_leaves_no_half_record)
+{
+	fresh_dir();
+	char err[512];
+	struct trace_store *ts = trace_store_open(db_path, err, sizeof(err));
+	ck_assert_msg(ts != NULL, "%s", err);
+	trace_store_close(ts);
+	struct fake *f = fakes_make(3);
+	sqlite3 *db;
+	ck_assert_int_eq(sqlite3_open(db_path, &db), SQLITE_OK);
+	char *sql = sqlite3_mprintf("CREATE TRIGGER refuse BEFORE INSERT ON message_rcpts"
+	                            " WHEN NEW.rcpt = %Q BEGIN SELECT RAISE(ABORT, 'refused'); END",
+	                            f[1].r.rcpts[0]);
+	ck_assert_int_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_free(sql);
+	sqlite3_close(db);
+
+	ts = trace_store_open(db_path, err, sizeof(err));
+	ck_assert_msg(ts != NULL, "%s", err);
+	struct runner run = { 0 };
+	add_all(&run, ts, f, 2);
+	ck_assert_int_eq(run.slots[1].status, -EIO);
+	free(run.slots);
+	add_all(&run, ts, f + 2, 1);   /* the store still writes */
+	ck_assert_int_eq(run.slots[0].status, 0);
+	free(run.slots);
+	trace_store_close(ts);
+
+	ck_assert_int_eq(sqlite3_open(db_path, &db), SQLITE_OK);
+	char q[128];
+	snprintf(q, sizeof(q), "SELECT count(*) FROM messages WHERE qid = '%s'", f[1].r.qid);
+	ck_assert_int_eq(db_count(db, q), 0);
+	ck_assert_int_eq(db_count(db, "SELECT count(*) FROM message_rcpts"
+	                              " WHERE message NOT IN (SELECT id FROM messages)"), 0);
+	snprintf(q, sizeof(q), "SELECT count(*) FROM messages WHERE qid = '%s'", f[2].r.qid);
+	ck_assert_int_eq(db_count(db, q), 1);
+	sqlite3_close(db);
+	free(f);
+	remove_tree(dir);
+}
+END_TEST
+
 START_TEST(group_commit)
 {
 	fresh_dir();
@@ -1044,6 +1089,7 @@ static Suite *trace_suite(void)
 	tcase_set_timeout(w, 60);
 	tcase_add_test(w, done_after_visible);
 	tcase_add_test(w, bad_record_fails_alone);
+	tcase_add_test(w, failed_recipient_leaves_no_half_record);
 	tcase_add_test(w, group_commit);
 	tcase_add_test(w, two_loops);
 	tcase_add_test(w, write_failure_reaches_owner);
