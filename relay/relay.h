@@ -95,20 +95,27 @@ void relay_spool_abort(struct relay_spool_file *f);
 
 /* Makes the message durable and moves it to queue/: fsync of the file, rename,
  * fsync of queue/. Batched with other commits in flight (group commit).
- * done(status, arg) runs later on `loop` (0 or -errno); the file is taken
- * either way. On success the relay (if any) is told about the message. */
+ * `rider` (or NULL) goes to the spool's rider writer, below, with the
+ * batch. done(status, arg) runs later on `loop` (0 or -errno); the file is
+ * taken either way. */
 typedef void (*relay_commit_cb)(int status, void *arg);
-void relay_spool_commit(struct relay_spool_file *f, uv_loop_t *loop,
+void relay_spool_commit(struct relay_spool_file *f, void *rider, uv_loop_t *loop,
                         uv_async_t *wake, relay_commit_cb done, void *arg);
+
+/* What must be durable in the same step as the queue files (the trace
+ * records): the commit thread calls fn with the riders of a batch after
+ * the files' write-back has started and before they are synced and
+ * renamed; fn sets status[i] for riders[i]. A file whose rider failed is
+ * not queued, and its owner hears that status. Set once, before the first
+ * commit. */
+typedef void (*relay_rider_fn)(void *ctx, void *const *riders, int *status, size_t n);
+void relay_spool_set_riders(struct relay_spool *sp, relay_rider_fn fn, void *ctx);
 
 /* relay_spool_create_file() on the spool's create thread: done(status,
  * arg) runs later on `loop`, through relay_spool_drain() like a commit;
  * f stays the caller's (abort it after a failure). */
 void relay_spool_create_async(struct relay_spool_file *f, uv_loop_t *loop, uv_async_t *wake,
                               relay_commit_cb done, void *arg);
-/* Takes a committed message out of queue/ again (unlink, fsync of queue/):
- * for a message whose acceptance failed after all. 0 or -errno. */
-int relay_spool_unqueue(struct relay_spool *sp, const char *qid);
 /* Moves queue/<qid> to hold/<qid>, where the runner never looks. */
 int relay_spool_hold(struct relay_spool *sp, const char *qid);
 /* Runs the callbacks of finished commits for `loop`; call it from the

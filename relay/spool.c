@@ -3,9 +3,11 @@
  * (so that no event loop waits on inode allocation), messages stream into
  * it, and they are committed into queue/<qid> by one commit thread that batches
  * the fsyncs of every transaction waiting at that moment (group commit):
- * start write-back of all files, fdatasync each (the first journal commit
- * usually carries the others), rename all, fsync queue/ once. Only then
- * does each owner's loop hear "done", and only then may it answer 250.
+ * start write-back of all files, write their riders (the trace records,
+ * one transaction for the batch), fdatasync each file (the first journal
+ * commit usually carries the others), rename all, fsync queue/ once. Only
+ * then does each owner's loop hear "done", and only then may it answer
+ * 250.
  *
  * Ownership: relay_spool_open() returns a spool owned by the caller, freed
  * by relay_spool_close() (which finishes pending commits first). A
@@ -31,6 +33,7 @@ struct relay_spool_file {
 	struct buf first;     /* envelope and head, until the file exists */
 	uint64_t size;        /* message bytes, envelope excluded */
 	/* create or commit request */
+	void *rider;          /* commit: for the rider writer */
 	bool creating;        /* a create request: the owner keeps f */
 	uv_loop_t *loop;
 	uv_async_t *wake;
@@ -59,6 +62,8 @@ struct relay_spool {
 	struct spool_queue create, commit;
 	struct relay_spool_file *finished; /* waiting for their loop */
 	bool stopping;
+	relay_rider_fn riders;             /* set before the first commit */
+	void *riders_ctx;
 };
 
 static void spool_path(char *out, size_t len, const char *dir, const char *qid)
@@ -85,13 +90,40 @@ static void spool_clean_tmp(const char *tmp_dir)
 	closedir(d);
 }
 
-/* Commits one batch; called without the lock. */
+/* The batch's riders go to the rider writer in one call; a file whose
+ * rider failed takes its status. */
+static void spool_write_riders(struct relay_spool *sp, struct relay_spool_file *batch)
+{
+	size_t n = 0;
+	for (struct relay_spool_file *f = batch; f; f = f->next)
+		n += f->rider != NULL;
+	if (!n || !sp->riders)
+		return;
+	void **riders = xcalloc(n, sizeof(*riders));
+	int *status = xcalloc(n, sizeof(*status));
+	size_t i = 0;
+	for (struct relay_spool_file *f = batch; f; f = f->next)
+		if (f->rider)
+			riders[i++] = f->rider;
+	sp->riders(sp->riders_ctx, riders, status, n);
+	i = 0;
+	for (struct relay_spool_file *f = batch; f; f = f->next)
+		if (f->rider)
+			f->status = status[i++];
+	free(riders);
+	free(status);
+}
+
+/* Commits one batch; called without the lock. The riders are written
+ * while the disk takes the files' data, and before the files are synced:
+ * a file whose rider failed never reaches queue/. */
 static void spool_commit_batch(struct relay_spool *sp, struct relay_spool_file *batch)
 {
 	for (struct relay_spool_file *f = batch; f; f = f->next)
 		(void)sync_file_range(f->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+	spool_write_riders(sp, batch);
 	for (struct relay_spool_file *f = batch; f; f = f->next) {
-		if (fdatasync(f->fd) < 0)
+		if (f->status == 0 && fdatasync(f->fd) < 0)
 			f->status = -errno;
 	}
 	bool renamed = false;
@@ -258,15 +290,6 @@ void relay_spool_close(struct relay_spool *sp)
 	free(sp);
 }
 
-int relay_spool_unqueue(struct relay_spool *sp, const char *qid)
-{
-	char path[4096];
-	spool_path(path, sizeof(path), sp->queue_dir, qid);
-	if (unlink(path) < 0)
-		return -errno;
-	return file_sync_dir(sp->queue_dir);
-}
-
 int relay_spool_hold(struct relay_spool *sp, const char *qid)
 {
 	char from[4096], to[4096 + ID_LEN + 2], hold[4096];
@@ -381,11 +404,12 @@ void relay_spool_abort(struct relay_spool_file *f)
 
 /* Hands f to the create or the commit thread; its answer comes back on
  * `loop` through relay_spool_drain(). */
-static void spool_request(struct relay_spool_file *f, bool creating, uv_loop_t *loop,
-                          uv_async_t *wake, relay_commit_cb done, void *arg)
+static void spool_request(struct relay_spool_file *f, bool creating, void *rider,
+                          uv_loop_t *loop, uv_async_t *wake, relay_commit_cb done, void *arg)
 {
 	struct relay_spool *sp = f->sp;
 	f->creating = creating;
+	f->rider = rider;
 	f->loop = loop;
 	f->wake = wake;
 	f->done = done;
@@ -400,16 +424,22 @@ static void spool_request(struct relay_spool_file *f, bool creating, uv_loop_t *
 	pthread_mutex_unlock(&sp->mu);
 }
 
-void relay_spool_commit(struct relay_spool_file *f, uv_loop_t *loop, uv_async_t *wake,
-                        relay_commit_cb done, void *arg)
+void relay_spool_commit(struct relay_spool_file *f, void *rider, uv_loop_t *loop,
+                        uv_async_t *wake, relay_commit_cb done, void *arg)
 {
-	spool_request(f, false, loop, wake, done, arg);
+	spool_request(f, false, rider, loop, wake, done, arg);
+}
+
+void relay_spool_set_riders(struct relay_spool *sp, relay_rider_fn fn, void *ctx)
+{
+	sp->riders = fn;
+	sp->riders_ctx = ctx;
 }
 
 void relay_spool_create_async(struct relay_spool_file *f, uv_loop_t *loop, uv_async_t *wake,
                               relay_commit_cb done, void *arg)
 {
-	spool_request(f, true, loop, wake, done, arg);
+	spool_request(f, true, NULL, loop, wake, done, arg);
 }
 
 void relay_spool_drain(struct relay_spool *sp, uv_loop_t *loop)

@@ -229,7 +229,7 @@ static void worker_stop_poll(uv_timer_t *t)
 	struct worker *w = t->data;
 	if (w->nsessions > 0 && uv_now(&w->loop) < w->stop_deadline)
 		return;
-	/* A commit or trace write in flight still holds our async handles; it
+	/* A queue file being created or committed still holds our async handles; it
 	 * ends soon, or the forced stop does. */
 	if (w->inflight > 0) {
 		for (size_t i = 0; i < WORKER_BUCKETS; i++)
@@ -251,7 +251,6 @@ static void worker_stop_poll(uv_timer_t *t)
 	worker_close_handle((uv_handle_t *)t);
 	worker_close_handle((uv_handle_t *)&w->stop_async);
 	worker_close_handle((uv_handle_t *)&w->commit_async);
-	worker_close_handle((uv_handle_t *)&w->trace_async);
 	worker_close_handle((uv_handle_t *)&w->reload_async);
 }
 
@@ -291,8 +290,6 @@ static int worker_init(struct daemon *d, struct worker *w, unsigned index)
 	w->loop.data = w;
 	uv_async_init(&w->loop, &w->stop_async, worker_stop);
 	uv_async_init(&w->loop, &w->commit_async, worker_commit_done);
-	uv_async_init(&w->loop, &w->trace_async, worker_trace_done);
-	w->trace_async.data = w;
 	uv_async_init(&w->loop, &w->reload_async, worker_reload_ack);
 	w->reload_async.data = w;
 	uv_timer_init(&w->loop, &w->stop_timer);
@@ -537,6 +534,16 @@ static struct relay *daemon_relay(struct daemon *d)
 	return r;
 }
 
+/* The spool's rider writer: a batch's trace records in one transaction,
+ * on the spool's commit thread. */
+static void daemon_write_records(void *ctx, void *const *riders, int *status, size_t n)
+{
+	struct trace_entry *const *v = (struct trace_entry *const *)riders;
+	trace_store_write(ctx, v, n);
+	for (size_t i = 0; i < n; i++)
+		status[i] = trace_entry_status(v[i]);
+}
+
 int daemon_run(struct daemon *d)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -554,6 +561,7 @@ int daemon_run(struct daemon *d)
 			return 1;
 		}
 		daemon_hold_untraced(d);
+		relay_spool_set_riders(d->spool, daemon_write_records, d->trace);
 	} else {
 		log_warn("event=trace_disabled note=\"messages are accepted without a trace record\"");
 	}
@@ -615,6 +623,9 @@ int daemon_run(struct daemon *d)
 	uv_loop_close(&main_loop);
 	relay_stop(d->relay);
 	d->relay = NULL;
+	/* The spool's last commits still write trace records. */
+	relay_spool_close(d->spool);
+	d->spool = NULL;
 	if (d->trace)
 		trace_store_close(d->trace);
 	d->trace = NULL;
@@ -628,10 +639,10 @@ void daemon_free(struct daemon *d)
 		return;
 	if (d->relay)
 		relay_stop(d->relay);
-	if (d->trace)
-		trace_store_close(d->trace);
 	if (d->spool)
 		relay_spool_close(d->spool);
+	if (d->trace)
+		trace_store_close(d->trace);
 	daemon_retired_free(d);
 	for (size_t i = 0; i < d->nlisteners; i++) {
 		struct listener *l = &d->listeners[i];

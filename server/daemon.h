@@ -39,7 +39,6 @@ struct worker {
 	uv_thread_t thread;
 	uv_async_t stop_async;
 	uv_async_t commit_async;  /* the spool's commit thread wakes us */
-	uv_async_t trace_async;   /* the trace store's writer wakes us */
 	uv_async_t reload_async;  /* new policy in place: acknowledge */
 	uv_timer_t stop_timer;    /* bounds a graceful stop */
 	uv_tcp_t *servers;        /* one per listener */

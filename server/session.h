@@ -174,6 +174,5 @@ void session_cmd_bdat(struct session *s, struct smtp_cmd *cmd);
  * false when it needs more input. */
 bool session_data_input(struct session *s);
 void worker_commit_done(uv_async_t *async);
-void worker_trace_done(uv_async_t *async);
 
 #endif

@@ -1,7 +1,8 @@
 /*
  * session_data.c - the message transfer: DATA (RFC 5321 4.1.1.4) and BDAT
  * (RFC 3030) stream into a spool file behind a Received header, then the
- * spool's commit thread makes the file durable and only then is 250 sent.
+ * spool's commit thread makes the file durable, with its trace record in
+ * the same step, and only then is 250 sent.
  *
  * Ownership: the spool file belongs to the transaction until it is handed
  * to relay_spool_commit(); the commit context is freed by its callback.
@@ -22,9 +23,7 @@ struct commit_ctx {
 	struct worker *w;
 	uint64_t sid;
 	char qid[ID_LEN + 1];
-	unsigned pending;     /* halves not yet done: spool file, trace record */
-	int spool_status;
-	int trace_status;
+	struct trace_entry *record;  /* rides with the queue file, or NULL */
 };
 
 static const struct conf *data_conf(const struct session *s)
@@ -155,23 +154,22 @@ static void data_start(struct session *s)
 static void commit_ctx_free(struct commit_ctx *cc)
 {
 	cc->w->inflight--;
+	trace_entry_free(cc->record);
 	free(cc);
 }
 
-/* Both halves are in (the spool file and, when tracing, its record): the
- * reply. A message whose record failed is taken out of the queue again
- * before anyone relays it: Postern never accepts untraced mail. */
-static void data_commit_done(struct commit_ctx *cc)
+/* The queue file is durable, and with it its record (they are written
+ * in one step, relay/spool.c), or neither is: the reply. */
+static void data_committed(int status, void *arg)
 {
+	struct commit_ctx *cc = arg;
 	struct daemon *d = cc->w->d;
-	int status = cc->spool_status ? cc->spool_status : cc->trace_status;
-	if (cc->spool_status == 0 && cc->trace_status != 0) {
-		int rc = relay_spool_unqueue(d->spool, cc->qid);
-		log_err("event=trace_error qid=%s error=\"%s\" unqueued=%s", cc->qid,
-		        strerror(-cc->trace_status), rc == 0 ? "yes" : strerror(-rc));
-	}
+	bool untraced = cc->record && trace_entry_status(cc->record) != 0;
 	if (status == 0 && d->relay)
 		relay_enqueue(d->relay, cc->qid);
+	if (untraced)
+		log_err("event=trace_error qid=%s error=\"%s\" queued=no", cc->qid,
+		        strerror(-trace_entry_status(cc->record)));
 	struct session *s = worker_find_session(cc->w, cc->sid);
 	if (!s) {
 		if (status == 0)
@@ -185,12 +183,12 @@ static void data_commit_done(struct commit_ctx *cc)
 		         s->sid, cc->qid, tx->trace_id[0] ? tx->trace_id : "-", tx->from, tx->nrcpts,
 		         (unsigned long long)tx->size, s->account ? s->account : "-");
 		session_send(s, 250, "2.0.0", "Ok: queued as %s", cc->qid);
-	} else if (cc->spool_status) {
-		log_err("event=spool_error sid=%s qid=%s error=\"commit: %s\"", s->sid, cc->qid,
-		        strerror(-cc->spool_status));
-		session_error(s, 451, "4.3.0", "Error: queue file write error");
-	} else {
+	} else if (untraced) {
 		session_error(s, 451, "4.3.0", "Error: cannot record the message; try again later");
+	} else {
+		log_err("event=spool_error sid=%s qid=%s error=\"commit: %s\"", s->sid, cc->qid,
+		        strerror(-status));
+		session_error(s, 451, "4.3.0", "Error: queue file write error");
 	}
 	commit_ctx_free(cc);
 	tx_reset(tx);
@@ -204,22 +202,6 @@ static void data_commit_done(struct commit_ctx *cc)
 		session_process(s);
 	}
 	session_flush(s);
-}
-
-static void data_committed(int status, void *arg)
-{
-	struct commit_ctx *cc = arg;
-	cc->spool_status = status;
-	if (--cc->pending == 0)
-		data_commit_done(cc);
-}
-
-static void data_traced(int status, void *arg)
-{
-	struct commit_ctx *cc = arg;
-	cc->trace_status = status;
-	if (--cc->pending == 0)
-		data_commit_done(cc);
 }
 
 static void data_trace_record(struct session *s, struct trace_record *r)
@@ -257,33 +239,21 @@ static void data_trace_record(struct session *s, struct trace_record *r)
 static void data_commit(struct session *s)
 {
 	struct daemon *d = s->w->d;
-	struct commit_ctx *cc = xmalloc(sizeof(*cc));
+	struct commit_ctx *cc = xcalloc(1, sizeof(*cc));
 	cc->w = s->w;
 	cc->sid = s->id;
 	memcpy(cc->qid, s->tx.qid, sizeof(cc->qid));
-	cc->spool_status = cc->trace_status = 0;
-	cc->pending = d->trace ? 2 : 1;
-	s->w->inflight++;
-	s->state = SS_COMMIT_WAIT;
-	session_pause(s);
-	/* The record and the file are made durable side by side (two fsync
-	 * rounds at once, not one after the other); the reply waits for both.
-	 * A crash between the two leaves a queue file without a record: the
-	 * start-up check holds such files back (daemon.c). */
 	if (d->trace) {
 		struct trace_record r;
 		data_trace_record(s, &r);
-		trace_store_add(d->trace, &r, &s->w->loop, &s->w->trace_async, data_traced, cc);
+		cc->record = trace_entry_new(&r);
 	}
+	s->w->inflight++;
+	s->state = SS_COMMIT_WAIT;
+	session_pause(s);
 	struct relay_spool_file *f = s->tx.spool;
 	s->tx.spool = NULL;
-	relay_spool_commit(f, &s->w->loop, &s->w->commit_async, data_committed, cc);
-}
-
-void worker_trace_done(uv_async_t *async)
-{
-	struct worker *w = async->data;
-	trace_store_drain(w->d->trace, &w->loop);
+	relay_spool_commit(f, cc->record, &s->w->loop, &s->w->commit_async, data_committed, cc);
 }
 
 void worker_commit_done(uv_async_t *async)

@@ -1,19 +1,18 @@
 /*
- * store.c - the writing side of the trace store. Event loops hand records,
- * refusals and delivery results to one writer thread through a queue; the
- * thread takes everything waiting and writes it in one transaction (group
- * commit: one WAL fsync for the whole batch). Only after the commit does a
- * record's owner hear "done", on its own loop: it wakes the loop's async
- * handle and the loop calls trace_store_drain(), as relay/spool.c does. A
- * failed commit fails every record in the batch (-EIO), so the server
- * answers 4xx and never accepts mail it has no record of. No write ever
- * runs on an event loop.
+ * store.c - the writing side of the trace store. A record is written by
+ * trace_store_write() on the thread that makes its queue file durable (the
+ * spool's commit thread): every record of a group commit goes into one
+ * transaction, made durable between the files' write-back and their fsync,
+ * so one WAL fsync serves the whole batch and a message whose record
+ * failed never reaches the queue. Refusals and delivery results need no
+ * such step: they wait in a queue and ride along with the next records'
+ * transaction, or, when none comes within LAZY_NS, a writer thread of the
+ * store's own writes them. No write ever runs on an event loop.
  *
  * Ownership: trace_store_open() returns a store owned by the caller, freed
- * by trace_store_close(), which first writes everything queued. What the
- * trace_store_* calls are given is deep-copied at once; the caller keeps
- * its own. Completions nobody drained before close are dropped with the
- * store (their loops are gone).
+ * by trace_store_close(), which first writes everything queued. A
+ * trace_entry belongs to its creator (trace_entry_new/trace_entry_free);
+ * what the trace_store_* calls are given is deep-copied at once.
  */
 #include "trace/store_int.h"
 
@@ -25,35 +24,33 @@
 #include <string.h>
 #include <time.h>
 
-enum item_kind { ITEM_RECORD, ITEM_REJECT, ITEM_DELIVERY };
+enum item_kind { ITEM_REJECT, ITEM_DELIVERY };
 
+/* A refusal or a delivery result waiting for a transaction. */
 struct item {
 	enum item_kind kind;
 	union {
-		struct trace_record rec;
 		struct trace_reject rej;
 		struct trace_delivery del;
 	} u;
-	/* records only: who hears about the commit */
-	uv_loop_t *loop;
-	uv_async_t *wake;
-	trace_done_cb done;
-	void *arg;
-	int status;
 	struct item *next;
 };
 
+struct trace_entry {
+	struct trace_record rec;
+	int status;
+};
+
 struct trace_store {
-	sqlite3 *db;                 /* the writer thread's alone after open */
+	sqlite3 *db;
 	sqlite3_stmt *ins_message, *ins_rcpt, *ins_reject, *upd_delivery;
-	pthread_t thread;
-	pthread_mutex_t mu;
+	pthread_mutex_t db_mu;       /* the connection: one transaction at a time */
+	uint64_t commits;            /* under db_mu */
+	pthread_t thread;            /* writes what no record took along */
+	pthread_mutex_t mu;          /* guards what follows */
 	pthread_cond_t cv;
-	struct item *pending, **pending_tail;    /* for the writer */
-	size_t pending_records;                  /* records among them */
-	struct timespec pending_since;           /* CLOCK_MONOTONIC, of the oldest */
-	struct item *finished, **finished_tail;  /* records waiting for their loop */
-	uint64_t commits;
+	struct item *pending, **pending_tail;
+	struct timespec pending_since;  /* CLOCK_MONOTONIC, of the oldest */
 	bool stopping;
 };
 
@@ -103,60 +100,78 @@ static void free_strs(void *obj, const size_t *offs, size_t n)
 
 static void item_free(struct item *it)
 {
-	switch (it->kind) {
-	case ITEM_RECORD:
-		for (size_t i = 0; i < it->u.rec.nrcpts; i++)
-			free((void *)it->u.rec.rcpts[i]);
-		free((void *)it->u.rec.rcpts);
-		free_strs(&it->u.rec, record_strs, ARRAY_LEN(record_strs));
-		break;
-	case ITEM_REJECT:
+	if (it->kind == ITEM_REJECT)
 		free_strs(&it->u.rej, reject_strs, ARRAY_LEN(reject_strs));
-		break;
-	case ITEM_DELIVERY:
+	else
 		free_strs(&it->u.del, delivery_strs, ARRAY_LEN(delivery_strs));
-		break;
-	}
 	free(it);
 }
 
-/* Refusals and delivery results wait up to this long for a record to
- * share its commit: under load they ride along with the records at no
- * cost of their own, and they never need to be on disk before anyone
- * hears of them. Records are written at once: a client waits on each. */
+static void items_free(struct item *list)
+{
+	struct item *next;
+	for (struct item *it = list; it; it = next) {
+		next = it->next;
+		item_free(it);
+	}
+}
+
+struct trace_entry *trace_entry_new(const struct trace_record *rec)
+{
+	struct trace_entry *e = xcalloc(1, sizeof(*e));
+	e->rec = *rec;
+	dup_strs(&e->rec, record_strs, ARRAY_LEN(record_strs));
+	char **rcpts = xcalloc(rec->nrcpts ? rec->nrcpts : 1, sizeof(*rcpts));
+	for (size_t i = 0; i < rec->nrcpts; i++)
+		rcpts[i] = str_dup(rec->rcpts[i]);
+	e->rec.rcpts = (const char *const *)rcpts;
+	e->status = -EINPROGRESS;
+	return e;
+}
+
+int trace_entry_status(const struct trace_entry *e)
+{
+	return e->status;
+}
+
+void trace_entry_free(struct trace_entry *e)
+{
+	if (!e)
+		return;
+	for (size_t i = 0; i < e->rec.nrcpts; i++)
+		free((void *)e->rec.rcpts[i]);
+	free((void *)e->rec.rcpts);
+	free_strs(&e->rec, record_strs, ARRAY_LEN(record_strs));
+	free(e);
+}
+
+/* Refusals and delivery results wait up to this long for records to
+ * share their transaction: under load they ride along at no cost of their
+ * own, and they never need to be on disk before anyone hears of them. */
 #define LAZY_NS (100 * 1000000L)
 
 static void enqueue(struct trace_store *ts, struct item *it)
 {
 	it->next = NULL;
 	pthread_mutex_lock(&ts->mu);
-	if (!ts->pending)
+	if (!ts->pending) {
 		clock_gettime(CLOCK_MONOTONIC, &ts->pending_since);
+		pthread_cond_signal(&ts->cv);   /* to set the writer's deadline */
+	}
 	*ts->pending_tail = it;
 	ts->pending_tail = &it->next;
-	if (it->kind == ITEM_RECORD && ts->pending_records++ == 0)
-		pthread_cond_signal(&ts->cv);
-	else if (ts->pending == it)
-		pthread_cond_signal(&ts->cv);   /* to set the writer's deadline */
 	pthread_mutex_unlock(&ts->mu);
 }
 
-void trace_store_add(struct trace_store *ts, const struct trace_record *rec, uv_loop_t *loop,
-                     uv_async_t *wake, trace_done_cb done, void *arg)
+/* Everything waiting, for the caller's transaction. */
+static struct item *take_pending(struct trace_store *ts)
 {
-	struct item *it = xcalloc(1, sizeof(*it));
-	it->kind = ITEM_RECORD;
-	it->u.rec = *rec;
-	dup_strs(&it->u.rec, record_strs, ARRAY_LEN(record_strs));
-	char **rcpts = xcalloc(rec->nrcpts ? rec->nrcpts : 1, sizeof(*rcpts));
-	for (size_t i = 0; i < rec->nrcpts; i++)
-		rcpts[i] = str_dup(rec->rcpts[i]);
-	it->u.rec.rcpts = (const char *const *)rcpts;
-	it->loop = loop;
-	it->wake = wake;
-	it->done = done;
-	it->arg = arg;
-	enqueue(ts, it);
+	pthread_mutex_lock(&ts->mu);
+	struct item *list = ts->pending;
+	ts->pending = NULL;
+	ts->pending_tail = &ts->pending;
+	pthread_mutex_unlock(&ts->mu);
+	return list;
 }
 
 void trace_store_reject(struct trace_store *ts, const struct trace_reject *r)
@@ -177,7 +192,7 @@ void trace_store_delivery(struct trace_store *ts, const struct trace_delivery *d
 	enqueue(ts, it);
 }
 
-/* ---- the writer thread ----------------------------------------------------- */
+/* ---- writing ---------------------------------------------------------------- */
 
 static void bind_str(sqlite3_stmt *st, int i, const char *s)
 {
@@ -289,41 +304,43 @@ static void log_db_error(struct trace_store *ts, const char *what, const char *q
 	        qid ? qid : "", sqlite3_errmsg(ts->db));
 }
 
-/* One item inside the batch's transaction. Returns false when the batch
- * must not be committed. */
-static bool write_item(struct trace_store *ts, struct item *it)
+static void write_item(struct trace_store *ts, struct item *it)
 {
-	int rc;
-	switch (it->kind) {
-	case ITEM_RECORD:
-		if ((rc = write_record(ts, &it->u.rec)) < 0) {
-			it->status = -EIO;
-			log_db_error(ts, "record", it->u.rec.qid);
-			return rc != -ECANCELED;
-		}
-		break;
-	case ITEM_REJECT:
+	if (it->kind == ITEM_REJECT) {
 		if (write_reject(ts, &it->u.rej) < 0)
 			log_db_error(ts, "reject", NULL);
-		break;
-	case ITEM_DELIVERY:
-		if (write_delivery(ts, &it->u.del) < 0)
-			log_db_error(ts, "delivery", it->u.del.qid);
-		break;
+	} else if (write_delivery(ts, &it->u.del) < 0) {
+		log_db_error(ts, "delivery", it->u.del.qid);
 	}
-	return true;
 }
 
-static void write_batch(struct trace_store *ts, struct item *batch)
+/* The records and the waiting items in one transaction, under db_mu. A
+ * record that cannot be written fails alone; one that would leave half a
+ * record behind, or a failed commit, fails the whole batch: nothing of it
+ * is on disk. Refusals and delivery results are statistics and may be
+ * lost; records cannot, so their owners hear. */
+static void write_batch(struct trace_store *ts, struct trace_entry *const *v, size_t n,
+                        struct item *items)
 {
 	bool ok = trace__db_exec(ts->db, "BEGIN IMMEDIATE", NULL, 0) == 0;
 	if (!ok)
 		log_db_error(ts, "begin", NULL);
-	for (struct item *it = batch; ok && it; it = it->next) {
-		ok = write_item(ts, it);
+	for (size_t i = 0; ok && i < n; i++) {
+		int rc = write_record(ts, &v[i]->rec);
+		v[i]->status = rc < 0 ? -EIO : 0;
+		if (rc < 0)
+			log_db_error(ts, "record", v[i]->rec.qid);
+		ok = rc != -ECANCELED;
 		/* Disk full, I/O errors and the like may roll the whole
 		 * transaction back by themselves; what follows must not run
 		 * outside it. */
+		if (ok && sqlite3_get_autocommit(ts->db)) {
+			log_err("event=trace_store_error op=batch error=\"transaction rolled back\"");
+			ok = false;
+		}
+	}
+	for (struct item *it = items; ok && it; it = it->next) {
+		write_item(ts, it);
 		if (sqlite3_get_autocommit(ts->db)) {
 			log_err("event=trace_store_error op=batch error=\"transaction rolled back\"");
 			ok = false;
@@ -335,26 +352,34 @@ static void write_batch(struct trace_store *ts, struct item *batch)
 	}
 	if (!ok && !sqlite3_get_autocommit(ts->db))
 		(void)trace__db_exec(ts->db, "ROLLBACK", NULL, 0);
+	ts->commits++;
 	if (ok)
 		return;
-	/* Nothing of this batch is on disk. Refusals and delivery results are
-	 * statistics and can be lost; records cannot, so their owners hear. */
+	for (size_t i = 0; i < n; i++)
+		v[i]->status = -EIO;
 	size_t lost = 0;
-	for (struct item *it = batch; it; it = it->next) {
-		if (it->kind == ITEM_RECORD)
-			it->status = -EIO;
-		else
-			lost++;
-	}
+	for (struct item *it = items; it; it = it->next)
+		lost++;
 	if (lost)
 		log_err("event=trace_store_lost items=%zu", lost);
 }
 
-/* Under ts->mu: waits until there is a batch to write (or nothing more
- * will come). */
+void trace_store_write(struct trace_store *ts, struct trace_entry *const *v, size_t n)
+{
+	struct item *items = take_pending(ts);
+	if (!n && !items)
+		return;
+	pthread_mutex_lock(&ts->db_mu);
+	write_batch(ts, v, n, items);
+	pthread_mutex_unlock(&ts->db_mu);
+	items_free(items);
+}
+
+/* Under ts->mu: waits until the oldest waiting item is LAZY_NS old (or
+ * nothing more will come). */
 static void writer_wait(struct trace_store *ts)
 {
-	while (!ts->stopping && !ts->pending_records) {
+	while (!ts->stopping) {
 		if (!ts->pending) {
 			pthread_cond_wait(&ts->cv, &ts->mu);
 			continue;
@@ -379,38 +404,18 @@ static void *writer_main(void *arg)
 	pthread_mutex_lock(&ts->mu);
 	for (;;) {
 		writer_wait(ts);
-		if (!ts->pending)
-			break;
-		struct item *batch = ts->pending;
-		ts->pending = NULL;
-		ts->pending_tail = &ts->pending;
-		ts->pending_records = 0;
+		bool last = ts->stopping;
 		pthread_mutex_unlock(&ts->mu);
-
-		write_batch(ts, batch);
-
+		trace_store_write(ts, NULL, 0);
 		pthread_mutex_lock(&ts->mu);
-		ts->commits++;
-		struct item *next;
-		for (struct item *it = batch; it; it = next) {
-			next = it->next;
-			if (it->kind != ITEM_RECORD) {
-				item_free(it);
-				continue;
-			}
-			it->next = NULL;
-			*ts->finished_tail = it;
-			ts->finished_tail = &it->next;
-			/* Under the lock: the owner cannot drain (and free) it yet. */
-			if (it->wake)
-				uv_async_send(it->wake);
-		}
+		if (last && !ts->pending)
+			break;
 	}
 	pthread_mutex_unlock(&ts->mu);
 	return NULL;
 }
 
-/* ---- open, close, drain -------------------------------------------------- */
+/* ---- open and close ------------------------------------------------------- */
 
 static int prepare_all(struct trace_store *ts)
 {
@@ -468,6 +473,7 @@ struct trace_store *trace_store_open(const char *path, char *err, size_t errlen)
 		goto fail;
 	}
 	pthread_mutex_init(&ts->mu, NULL);
+	pthread_mutex_init(&ts->db_mu, NULL);
 	/* The writer's deadlines are on the monotonic clock. */
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
@@ -475,15 +481,16 @@ struct trace_store *trace_store_open(const char *path, char *err, size_t errlen)
 		snprintf(err, errlen, "%s: no monotonic clock for the writer thread", path);
 		pthread_condattr_destroy(&ca);
 		pthread_mutex_destroy(&ts->mu);
+		pthread_mutex_destroy(&ts->db_mu);
 		goto fail;
 	}
 	pthread_cond_init(&ts->cv, &ca);
 	pthread_condattr_destroy(&ca);
 	ts->pending_tail = &ts->pending;
-	ts->finished_tail = &ts->finished;
 	if (pthread_create(&ts->thread, NULL, writer_main, ts) != 0) {
 		snprintf(err, errlen, "%s: cannot start the writer thread", path);
 		pthread_mutex_destroy(&ts->mu);
+		pthread_mutex_destroy(&ts->db_mu);
 		pthread_cond_destroy(&ts->cv);
 		goto fail;
 	}
@@ -504,50 +511,19 @@ void trace_store_close(struct trace_store *ts)
 	pthread_cond_signal(&ts->cv);
 	pthread_mutex_unlock(&ts->mu);
 	pthread_join(ts->thread, NULL);
-	struct item *next;
-	for (struct item *it = ts->finished; it; it = next) {
-		next = it->next;
-		item_free(it);
-	}
 	finalize_all(ts);
 	if (sqlite3_close(ts->db) != SQLITE_OK)
 		log_err("event=trace_store_error op=close error=\"%s\"", sqlite3_errmsg(ts->db));
 	pthread_mutex_destroy(&ts->mu);
+	pthread_mutex_destroy(&ts->db_mu);
 	pthread_cond_destroy(&ts->cv);
 	free(ts);
 }
 
-void trace_store_drain(struct trace_store *ts, uv_loop_t *loop)
-{
-	struct item *mine = NULL, **mine_tail = &mine;
-	pthread_mutex_lock(&ts->mu);
-	struct item **link = &ts->finished;
-	while (*link) {
-		struct item *it = *link;
-		if (it->loop == loop) {
-			*link = it->next;
-			it->next = NULL;
-			*mine_tail = it;
-			mine_tail = &it->next;
-		} else {
-			link = &it->next;
-		}
-	}
-	ts->finished_tail = link;
-	pthread_mutex_unlock(&ts->mu);
-	/* In submission order, outside the lock: a callback may add again. */
-	struct item *next;
-	for (struct item *it = mine; it; it = next) {
-		next = it->next;
-		it->done(it->status, it->arg);
-		item_free(it);
-	}
-}
-
 uint64_t trace__store_commits(struct trace_store *ts)
 {
-	pthread_mutex_lock(&ts->mu);
+	pthread_mutex_lock(&ts->db_mu);
 	uint64_t n = ts->commits;
-	pthread_mutex_unlock(&ts->mu);
+	pthread_mutex_unlock(&ts->db_mu);
 	return n;
 }

@@ -1,7 +1,7 @@
 /*
  * trace.h - who sent what. The Received header; the trace store (SQLite,
- * one record per accepted message and per refused attempt, written by one
- * thread in batched transactions); the signed trace header that lets a copy
+ * one record per accepted message and per refused attempt, written in
+ * batched transactions off the event loops); the signed trace header that lets a copy
  * of a message be matched to its record; lookups and statistics.
  *
  * Ownership: builders append to the caller's buffer. trace_store_open()
@@ -15,7 +15,6 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
-#include <uv.h>
 #include "common/common.h"
 
 /* ---- Received header --------------------------------------------------- */
@@ -184,18 +183,24 @@ struct trace_delivery {
 
 struct trace_store;
 
-/* Opens (creating or migrating the schema, WAL mode) and starts the writer
- * thread. Returns NULL with err filled. */
+/* Opens (creating or migrating the schema, WAL mode) and starts the
+ * thread that writes refusals and delivery results when no records come. Returns NULL with err filled. */
 struct trace_store *trace_store_open(const char *path, char *err, size_t errlen);
 void trace_store_close(struct trace_store *ts);
 
-/* Queues a record; done(status, arg) runs later on `loop` (after `wake` is
- * signalled and the owner calls trace_store_drain) once the record is
- * committed (0) or failed (-errno / -EIO). Batched with other records. */
-typedef void (*trace_done_cb)(int status, void *arg);
-void trace_store_add(struct trace_store *ts, const struct trace_record *rec, uv_loop_t *loop,
-                     uv_async_t *wake, trace_done_cb done, void *arg);
-void trace_store_drain(struct trace_store *ts, uv_loop_t *loop);
+/* A record on its way to the store: a deep copy of rec (the caller keeps
+ * its own), made on the loop and written on another thread. */
+struct trace_entry;
+struct trace_entry *trace_entry_new(const struct trace_record *rec);
+/* 0 once written; -EIO when it could not be (the message must not be
+ * accepted); -EINPROGRESS before. */
+int trace_entry_status(const struct trace_entry *e);
+void trace_entry_free(struct trace_entry *e);
+/* Writes the entries, and every refusal and delivery result waiting, in
+ * one transaction, and returns once it is durable (group commit: the
+ * caller gathers the batch). It blocks: for a thread of its own, never an
+ * event loop. Sets each entry's status. Thread-safe. */
+void trace_store_write(struct trace_store *ts, struct trace_entry *const *v, size_t n);
 /* Fire and forget: refused attempts and delivery results. Thread-safe. */
 void trace_store_reject(struct trace_store *ts, const struct trace_reject *r);
 void trace_store_delivery(struct trace_store *ts, const struct trace_delivery *d);

@@ -577,11 +577,97 @@ START_TEST(spool_threads_answer_on_the_loop)
 	ck_assert_int_eq(sl.created, 1);
 	ck_assert(exists("tmp", env.qid));
 	ck_assert_int_eq(relay_spool_write(f, "Subject: t\r\n\r\nhi\r\n", 19), 0);
-	relay_spool_commit(f, &sl.loop, &sl.wake, spool_loop_committed, &sl);
+	relay_spool_commit(f, NULL, &sl.loop, &sl.wake, spool_loop_committed, &sl);
 	for (int i = 0; i < 500 && !sl.committed; i++)
 		uv_run(&sl.loop, UV_RUN_ONCE);
 	ck_assert_int_eq(sl.committed, 1);
 	ck_assert(exists("queue", env.qid));
+	ck_assert_int_eq(count_sub("tmp"), 0);
+	uv_close((uv_handle_t *)&sl.wake, NULL);
+	uv_run(&sl.loop, UV_RUN_DEFAULT);
+	ck_assert_int_eq(uv_loop_close(&sl.loop), 0);
+	relay_spool_close(sl.sp);
+	spool_remove();
+}
+END_TEST
+
+/* A rider: what the rider writer saw of its file, and what it answers. */
+struct rider {
+	const char *qid;
+	int answer;
+	int calls;
+	bool file_in_tmp, file_in_queue;   /* when the writer ran */
+};
+
+static void riders_write(void *ctx, void *const *riders, int *status, size_t n)
+{
+	int *batches = ctx;
+	(*batches)++;
+	for (size_t i = 0; i < n; i++) {
+		struct rider *r = riders[i];
+		r->calls++;
+		r->file_in_tmp = exists("tmp", r->qid);
+		r->file_in_queue = exists("queue", r->qid);
+		status[i] = r->answer;
+	}
+}
+
+struct rider_file {
+	struct spool_loop *sl;
+	int committed;   /* 1 + status once answered */
+};
+
+static void rider_file_committed(int status, void *arg)
+{
+	struct rider_file *rf = arg;
+	rf->committed = 1 + status;
+	rf->sl->committed++;
+}
+
+/* The trace records ride with their queue files: written before the file
+ * is synced and renamed, and a file whose record failed is never queued. */
+START_TEST(spool_riders_decide_what_is_queued)
+{
+	spool_make();
+	char err[256];
+	struct spool_loop sl = { 0 };
+	sl.sp = relay_spool_open(spool, err, sizeof(err));
+	ck_assert_msg(sl.sp != NULL, "%s", err);
+	int batches = 0;
+	relay_spool_set_riders(sl.sp, riders_write, &batches);
+	ck_assert_int_eq(uv_loop_init(&sl.loop), 0);
+	ck_assert_int_eq(uv_async_init(&sl.loop, &sl.wake, spool_loop_wake), 0);
+	sl.wake.data = &sl;
+	const char *qids[] = { "Q0RIDERSOK000001", "Q0RIDERSFAIL0002", "Q0RIDERSNONE0003" };
+	struct rider riders[2] = { { .qid = qids[0], .answer = 0 },
+		                   { .qid = qids[1], .answer = -EIO } };
+	struct rider_file rf[3] = { { &sl, 0 }, { &sl, 0 }, { &sl, 0 } };
+	char *rcpts[] = { "bob@example.net" };
+	for (int i = 0; i < 3; i++) {
+		struct relay_envelope env = { .time = 1700000000, .from = "alice@example.org",
+			                      .rcpts = rcpts, .nrcpts = 1 };
+		snprintf(env.qid, sizeof(env.qid), "%s", qids[i]);
+		struct relay_spool_file *f = relay_spool_prepare(sl.sp, &env, NULL, 0, "", 0);
+		ck_assert_int_eq(relay_spool_create_file(f), 0);
+		ck_assert_int_eq(relay_spool_write(f, "Subject: t\r\n\r\nhi\r\n", 19), 0);
+		relay_spool_commit(f, i < 2 ? &riders[i] : NULL, &sl.loop, &sl.wake,
+		                   rider_file_committed, &rf[i]);
+	}
+	for (int i = 0; i < 500 && sl.committed < 3; i++)
+		uv_run(&sl.loop, UV_RUN_ONCE);
+	ck_assert_int_eq(sl.committed, 3);
+	ck_assert_int_ge(batches, 1);
+	for (int i = 0; i < 2; i++) {
+		ck_assert_int_eq(riders[i].calls, 1);
+		ck_assert(riders[i].file_in_tmp);
+		ck_assert(!riders[i].file_in_queue);
+	}
+	ck_assert_int_eq(rf[0].committed, 1);
+	ck_assert(exists("queue", qids[0]));
+	ck_assert_int_eq(rf[1].committed, 1 - EIO);
+	ck_assert(!exists("queue", qids[1]));
+	ck_assert_int_eq(rf[2].committed, 1);
+	ck_assert(exists("queue", qids[2]));
 	ck_assert_int_eq(count_sub("tmp"), 0);
 	uv_close((uv_handle_t *)&sl.wake, NULL);
 	uv_run(&sl.loop, UV_RUN_DEFAULT);
@@ -1016,6 +1102,7 @@ static Suite *relay_suite(void)
 	tcase_add_test(files, state_roundtrip);
 	tcase_add_test(files, spool_prepare_then_create);
 	tcase_add_test(files, spool_threads_answer_on_the_loop);
+	tcase_add_test(files, spool_riders_decide_what_is_queued);
 	tcase_add_test(files, downstream_parse);
 	tcase_add_test(files, dsn_file);
 	suite_add_tcase(s, files);
