@@ -68,7 +68,10 @@ struct relay_spool;  /* process-wide: directories and the commit thread */
 struct relay_spool_file;
 
 /* Opens or creates <dir>/{tmp,queue,state}; removes stale tmp files.
- * Starts the commit thread. */
+ * Starts the create and commit threads. relay_spool_close() finishes the
+ * requests queued, but answers nobody collected by then (their loops are
+ * gone) are freed without their callbacks: the caller collects every
+ * answer before closing. */
 struct relay_spool *relay_spool_open(const char *dir, char *err, size_t errlen);
 void relay_spool_close(struct relay_spool *sp);
 const char *relay_spool_dir(const struct relay_spool *sp);
@@ -103,13 +106,18 @@ void relay_spool_commit(struct relay_spool_file *f, void *rider, uv_loop_t *loop
                         uv_async_t *wake, relay_commit_cb done, void *arg);
 
 /* What must be durable in the same step as the queue files (the trace
- * records): the commit thread calls fn with the riders of a batch after
- * the files' write-back has started and before they are synced and
- * renamed; fn sets status[i] for riders[i]. A file whose rider failed is
- * not queued, and its owner hears that status. Set once, before the first
- * commit. */
-typedef void (*relay_rider_fn)(void *ctx, void *const *riders, int *status, size_t n);
-void relay_spool_set_riders(struct relay_spool *sp, relay_rider_fn fn, void *ctx);
+ * records). For each batch the commit thread calls start() with the
+ * riders of its files once their write-back has begun (it must return at
+ * once: the files' fsyncs run meanwhile), then finish() once they are
+ * synced, which waits and sets status[i] for riders[i]; only then are the
+ * files renamed into queue/. A file whose rider failed is not queued, and
+ * its owner hears that status. Set once, before the first commit. */
+struct relay_riders {
+	void *(*start)(void *ctx, void *const *riders, size_t n);
+	void (*finish)(void *ctx, void *started, void *const *riders, int *status, size_t n);
+	void *ctx;
+};
+void relay_spool_set_riders(struct relay_spool *sp, const struct relay_riders *riders);
 
 /* relay_spool_create_file() on the spool's create thread: done(status,
  * arg) runs later on `loop`, through relay_spool_drain() like a commit;

@@ -3,11 +3,11 @@
  * (so that no event loop waits on inode allocation), messages stream into
  * it, and they are committed into queue/<qid> by one commit thread that batches
  * the fsyncs of every transaction waiting at that moment (group commit):
- * start write-back of all files, write their riders (the trace records,
- * one transaction for the batch), fdatasync each file (the first journal
- * commit usually carries the others), rename all, fsync queue/ once. Only
- * then does each owner's loop hear "done", and only then may it answer
- * 250.
+ * start write-back of all files, start writing their riders (the trace
+ * records, one transaction for the batch, on the trace store's thread),
+ * fdatasync each file (the first journal commit usually carries the
+ * others), wait for the riders, rename all, fsync queue/ once. Only then
+ * does each owner's loop hear "done", and only then may it answer 250.
  *
  * Ownership: relay_spool_open() returns a spool owned by the caller, freed
  * by relay_spool_close() (which finishes pending commits first). A
@@ -62,8 +62,7 @@ struct relay_spool {
 	struct spool_queue create, commit;
 	struct relay_spool_file *finished; /* waiting for their loop */
 	bool stopping;
-	relay_rider_fn riders;             /* set before the first commit */
-	void *riders_ctx;
+	struct relay_riders riders;        /* set before the first commit */
 };
 
 static void spool_path(char *out, size_t len, const char *dir, const char *qid)
@@ -90,42 +89,72 @@ static void spool_clean_tmp(const char *tmp_dir)
 	closedir(d);
 }
 
-/* The batch's riders go to the rider writer in one call; a file whose
- * rider failed takes its status. */
-static void spool_write_riders(struct relay_spool *sp, struct relay_spool_file *batch)
+/* The riders of a batch, between start() and finish(). */
+struct rider_run {
+	void **v;
+	int *status;
+	size_t n;
+	void *started;
+};
+
+static void riders_start(struct relay_spool *sp, struct relay_spool_file *batch,
+                         struct rider_run *run)
 {
-	size_t n = 0;
+	memset(run, 0, sizeof(*run));
 	for (struct relay_spool_file *f = batch; f; f = f->next)
-		n += f->rider != NULL;
-	if (!n || !sp->riders)
+		run->n += f->rider != NULL;
+	if (run->n && !sp->riders.start) {
+		/* Nobody to write what must be durable with these files: they
+		 * cannot be queued. */
+		for (struct relay_spool_file *f = batch; f; f = f->next)
+			if (f->rider)
+				f->status = -ENOSYS;
 		return;
-	void **riders = xcalloc(n, sizeof(*riders));
-	int *status = xcalloc(n, sizeof(*status));
+	}
+	if (!run->n)
+		return;
+	run->v = xcalloc(run->n, sizeof(*run->v));
+	run->status = xcalloc(run->n, sizeof(*run->status));
 	size_t i = 0;
 	for (struct relay_spool_file *f = batch; f; f = f->next)
 		if (f->rider)
-			riders[i++] = f->rider;
-	sp->riders(sp->riders_ctx, riders, status, n);
-	i = 0;
-	for (struct relay_spool_file *f = batch; f; f = f->next)
-		if (f->rider)
-			f->status = status[i++];
-	free(riders);
-	free(status);
+			run->v[i++] = f->rider;
+	run->started = sp->riders.start(sp->riders.ctx, run->v, run->n);
+}
+
+/* Waits for the riders; a file whose rider failed takes its status. */
+static void riders_finish(struct relay_spool *sp, struct relay_spool_file *batch,
+                          struct rider_run *run)
+{
+	if (!run->v)
+		return;
+	sp->riders.finish(sp->riders.ctx, run->started, run->v, run->status, run->n);
+	size_t i = 0;
+	for (struct relay_spool_file *f = batch; f; f = f->next) {
+		if (!f->rider)
+			continue;
+		int status = run->status[i++];
+		if (status != 0 && f->status == 0)
+			f->status = status;
+	}
+	free(run->v);
+	free(run->status);
 }
 
 /* Commits one batch; called without the lock. The riders are written
- * while the disk takes the files' data, and before the files are synced:
- * a file whose rider failed never reaches queue/. */
+ * while the files are synced; a file whose rider failed never reaches
+ * queue/. */
 static void spool_commit_batch(struct relay_spool *sp, struct relay_spool_file *batch)
 {
+	struct rider_run run;
 	for (struct relay_spool_file *f = batch; f; f = f->next)
 		(void)sync_file_range(f->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
-	spool_write_riders(sp, batch);
+	riders_start(sp, batch, &run);
 	for (struct relay_spool_file *f = batch; f; f = f->next) {
-		if (f->status == 0 && fdatasync(f->fd) < 0)
+		if (fdatasync(f->fd) < 0)
 			f->status = -errno;
 	}
+	riders_finish(sp, batch, &run);
 	bool renamed = false;
 	for (struct relay_spool_file *f = batch; f; f = f->next) {
 		char from[4096], to[4096];
@@ -430,10 +459,9 @@ void relay_spool_commit(struct relay_spool_file *f, void *rider, uv_loop_t *loop
 	spool_request(f, false, rider, loop, wake, done, arg);
 }
 
-void relay_spool_set_riders(struct relay_spool *sp, relay_rider_fn fn, void *ctx)
+void relay_spool_set_riders(struct relay_spool *sp, const struct relay_riders *riders)
 {
-	sp->riders = fn;
-	sp->riders_ctx = ctx;
+	sp->riders = *riders;
 }
 
 void relay_spool_create_async(struct relay_spool_file *f, uv_loop_t *loop, uv_async_t *wake,

@@ -451,8 +451,9 @@ static void daemon_worker_gone(uv_async_t *a)
 		uv_stop(a->loop);
 }
 
-/* Queue files left by a crash between the spool commit and the trace
- * commit have no record: they were never acknowledged, and relaying them
+/* A queue file enters queue/ only after its record is durable, so one
+ * without a record comes from elsewhere (a trace database restored from
+ * an older copy, tracing switched on over an existing queue); relaying it
  * would relay untraced mail. They go to hold/ for the operator. Bounces
  * the relay wrote itself (from <>) have no record by design. One read of
  * the store answers for the whole queue. */
@@ -534,14 +535,19 @@ static struct relay *daemon_relay(struct daemon *d)
 	return r;
 }
 
-/* The spool's rider writer: a batch's trace records in one transaction,
- * on the spool's commit thread. */
-static void daemon_write_records(void *ctx, void *const *riders, int *status, size_t n)
+/* The spool's riders are trace records: a batch's records go to the trace
+ * store's writer while the spool syncs the files, in one transaction. */
+static void *daemon_records_start(void *ctx, void *const *riders, size_t n)
 {
-	struct trace_entry *const *v = (struct trace_entry *const *)riders;
-	trace_store_write(ctx, v, n);
+	return trace_store_submit(ctx, (struct trace_entry *const *)riders, n);
+}
+
+static void daemon_records_finish(void *ctx, void *started, void *const *riders, int *status,
+                                  size_t n)
+{
+	trace_store_wait(ctx, started);
 	for (size_t i = 0; i < n; i++)
-		status[i] = trace_entry_status(v[i]);
+		status[i] = trace_entry_status(riders[i]);
 }
 
 int daemon_run(struct daemon *d)
@@ -561,7 +567,9 @@ int daemon_run(struct daemon *d)
 			return 1;
 		}
 		daemon_hold_untraced(d);
-		relay_spool_set_riders(d->spool, daemon_write_records, d->trace);
+		const struct relay_riders records = { daemon_records_start, daemon_records_finish,
+			                              d->trace };
+		relay_spool_set_riders(d->spool, &records);
 	} else {
 		log_warn("event=trace_disabled note=\"messages are accepted without a trace record\"");
 	}

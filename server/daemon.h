@@ -47,7 +47,7 @@ struct worker {
 	bool stopping;
 	struct dns_resolver *dns; /* NULL when no lookups are configured */
 	uint64_t stop_deadline;   /* loop time when a graceful stop gives up */
-	unsigned inflight;        /* commits and trace writes not yet called back */
+	unsigned inflight;        /* queue file creates and commits not yet called back */
 	char readbuf[65536];      /* shared by every read on this loop */
 };
 

@@ -181,7 +181,7 @@ static int run(sqlite3 *db, const struct where *w, trace_match_cb cb, void *arg,
 	int rc;
 	if (sqlite3_prepare_v2(db, w->sql.data, -1, &st, NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v2(db, "SELECT rcpt, status, relay, reply, time FROM message_rcpts"
-	                           " WHERE message = ?1 ORDER BY rowid", -1, &rst, NULL) != SQLITE_OK)
+	                           " WHERE message = ?1 ORDER BY pos", -1, &rst, NULL) != SQLITE_OK)
 		goto fail;
 	for (int i = 0; i < w->ntext; i++)
 		sqlite3_bind_text(st, i + 1, w->text[i], -1, SQLITE_STATIC);

@@ -85,8 +85,40 @@ static const char schema_v1[] =
 	"CREATE INDEX rejects_time ON rejects(time);"
 	"CREATE INDEX rejects_client_ip ON rejects(client_ip_key);";
 
+/* Version 2: fewer B-trees to update per message, for each one is a page
+ * rewritten in the WAL at every commit. Recipients are keyed by (message,
+ * rcpt) without a rowid table of their own (pos keeps the order they were
+ * given in); the certificate and account indexes leave out the messages
+ * without one (most submissions have no client certificate, no mail from
+ * other MTAs has an account): a lookup by either still finds them all,
+ * since `x = ?` implies `x IS NOT NULL`. */
+static const char schema_v2[] =
+	"CREATE TABLE message_rcpts_v2 ("
+	" message INTEGER NOT NULL REFERENCES messages(id),"
+	" rcpt TEXT NOT NULL COLLATE NOCASE,"
+	" pos INTEGER NOT NULL DEFAULT 0,"
+	" status TEXT NOT NULL DEFAULT 'queued',"
+	" relay TEXT,"
+	" reply TEXT,"
+	" time INTEGER,"
+	" PRIMARY KEY (message, rcpt)) WITHOUT ROWID;"
+	"INSERT INTO message_rcpts_v2 (message, rcpt, pos, status, relay, reply, time)"
+	" SELECT message, rcpt, rowid, status, relay, reply, time FROM message_rcpts;"
+	"DROP TABLE message_rcpts;"
+	"ALTER TABLE message_rcpts_v2 RENAME TO message_rcpts;"
+	"CREATE INDEX message_rcpts_rcpt ON message_rcpts(rcpt, message);"
+	"DROP INDEX messages_cert_fp;"
+	"CREATE INDEX messages_cert_fp ON messages(cert_fp) WHERE cert_fp IS NOT NULL;"
+	"DROP INDEX messages_account;"
+	"CREATE INDEX messages_account ON messages(account) WHERE account IS NOT NULL;";
+
 /* migrations[i] takes a database from version i to i + 1. */
-static const char *const migrations[TRACE__SCHEMA_VERSION] = { schema_v1 };
+static const char *const migrations[TRACE__SCHEMA_VERSION] = { schema_v1, schema_v2 };
+
+const char *trace__migration(int from)
+{
+	return from >= 0 && from < TRACE__SCHEMA_VERSION ? migrations[from] : NULL;
+}
 
 int trace__db_exec(sqlite3 *db, const char *sql, char *err, size_t errlen)
 {

@@ -1,18 +1,20 @@
 /*
- * store.c - the writing side of the trace store. A record is written by
- * trace_store_write() on the thread that makes its queue file durable (the
- * spool's commit thread): every record of a group commit goes into one
- * transaction, made durable between the files' write-back and their fsync,
- * so one WAL fsync serves the whole batch and a message whose record
- * failed never reaches the queue. Refusals and delivery results need no
- * such step: they wait in a queue and ride along with the next records'
- * transaction, or, when none comes within LAZY_NS, a writer thread of the
- * store's own writes them. No write ever runs on an event loop.
+ * store.c - the writing side of the trace store. One writer thread owns
+ * the connection. Records come in batches (trace_store_submit): the
+ * spool's commit thread submits the records of its group commit as it
+ * starts the files' write-back and waits for them (trace_store_wait) after
+ * the files' fsync, so both are durable side by side and one WAL fsync
+ * serves the whole batch. Everything submitted meanwhile, and every
+ * refusal and delivery result waiting, goes into the same transaction;
+ * refusals and delivery results no record takes along within LAZY_NS are
+ * written on their own. No write ever runs on an event loop.
  *
  * Ownership: trace_store_open() returns a store owned by the caller, freed
  * by trace_store_close(), which first writes everything queued. A
- * trace_entry belongs to its creator (trace_entry_new/trace_entry_free);
- * what the trace_store_* calls are given is deep-copied at once.
+ * trace_entry belongs to its creator (trace_entry_new/trace_entry_free)
+ * (trace_entry_new makes a deep copy of the record) and must live until
+ * its batch is waited for; a batch is freed by trace_store_wait(). What
+ * trace_store_reject/delivery are given is deep-copied at once.
  */
 #include "trace/store_int.h"
 
@@ -41,16 +43,25 @@ struct trace_entry {
 	int status;
 };
 
+/* Records submitted together, waited for together. */
+struct trace_batch {
+	struct trace_entry *const *v;
+	size_t n;
+	bool done;
+	struct trace_batch *next;
+};
+
 struct trace_store {
-	sqlite3 *db;
+	sqlite3 *db;                 /* the writer thread's alone after open */
 	sqlite3_stmt *ins_message, *ins_rcpt, *ins_reject, *upd_delivery;
-	pthread_mutex_t db_mu;       /* the connection: one transaction at a time */
-	uint64_t commits;            /* under db_mu */
-	pthread_t thread;            /* writes what no record took along */
+	pthread_t thread;
 	pthread_mutex_t mu;          /* guards what follows */
-	pthread_cond_t cv;
-	struct item *pending, **pending_tail;
-	struct timespec pending_since;  /* CLOCK_MONOTONIC, of the oldest */
+	pthread_cond_t cv;           /* for the writer */
+	pthread_cond_t done_cv;      /* for those waiting on a batch */
+	struct trace_batch *batches, **batches_tail;
+	struct item *pending, **pending_tail;   /* refusals, delivery results */
+	struct timespec pending_since;          /* CLOCK_MONOTONIC, of the oldest */
+	uint64_t commits;
 	bool stopping;
 };
 
@@ -163,17 +174,6 @@ static void enqueue(struct trace_store *ts, struct item *it)
 	pthread_mutex_unlock(&ts->mu);
 }
 
-/* Everything waiting, for the caller's transaction. */
-static struct item *take_pending(struct trace_store *ts)
-{
-	pthread_mutex_lock(&ts->mu);
-	struct item *list = ts->pending;
-	ts->pending = NULL;
-	ts->pending_tail = &ts->pending;
-	pthread_mutex_unlock(&ts->mu);
-	return list;
-}
-
 void trace_store_reject(struct trace_store *ts, const struct trace_reject *r)
 {
 	struct item *it = xcalloc(1, sizeof(*it));
@@ -254,6 +254,7 @@ static int write_record(struct trace_store *ts, const struct trace_record *r)
 	for (size_t i = 0; i < r->nrcpts; i++) {
 		sqlite3_bind_int64(ts->ins_rcpt, 1, id);
 		bind_str(ts->ins_rcpt, 2, r->rcpts[i]);
+		sqlite3_bind_int64(ts->ins_rcpt, 3, (sqlite3_int64)i);
 		if (step_done(ts->ins_rcpt) < 0)
 			return -ECANCELED;
 	}
@@ -314,37 +315,39 @@ static void write_item(struct trace_store *ts, struct item *it)
 	}
 }
 
-/* The records and the waiting items in one transaction, under db_mu. A
- * record that cannot be written fails alone; one that would leave half a
- * record behind, or a failed commit, fails the whole batch: nothing of it
- * is on disk. Refusals and delivery results are statistics and may be
- * lost; records cannot, so their owners hear. */
-static void write_batch(struct trace_store *ts, struct trace_entry *const *v, size_t n,
-                        struct item *items)
+static bool batch_rolled_back(struct trace_store *ts)
+{
+	/* Disk full, I/O errors and the like may roll the whole transaction
+	 * back by themselves; what follows must not run outside it. */
+	if (!sqlite3_get_autocommit(ts->db))
+		return false;
+	log_err("event=trace_store_error op=batch error=\"transaction rolled back\"");
+	return true;
+}
+
+/* The batches' records and the waiting items in one transaction. A record
+ * that cannot be written fails alone; one that would leave half a record
+ * behind, or a failed commit, fails them all: nothing of it is on disk.
+ * Refusals and delivery results are statistics and may be lost; records
+ * cannot, so their owners hear. */
+static void write_all(struct trace_store *ts, struct trace_batch *batches, struct item *items)
 {
 	bool ok = trace__db_exec(ts->db, "BEGIN IMMEDIATE", NULL, 0) == 0;
 	if (!ok)
 		log_db_error(ts, "begin", NULL);
-	for (size_t i = 0; ok && i < n; i++) {
-		int rc = write_record(ts, &v[i]->rec);
-		v[i]->status = rc < 0 ? -EIO : 0;
-		if (rc < 0)
-			log_db_error(ts, "record", v[i]->rec.qid);
-		ok = rc != -ECANCELED;
-		/* Disk full, I/O errors and the like may roll the whole
-		 * transaction back by themselves; what follows must not run
-		 * outside it. */
-		if (ok && sqlite3_get_autocommit(ts->db)) {
-			log_err("event=trace_store_error op=batch error=\"transaction rolled back\"");
-			ok = false;
+	for (struct trace_batch *b = batches; ok && b; b = b->next) {
+		for (size_t i = 0; ok && i < b->n; i++) {
+			struct trace_entry *e = b->v[i];
+			int rc = write_record(ts, &e->rec);
+			e->status = rc < 0 ? -EIO : 0;
+			if (rc < 0)
+				log_db_error(ts, "record", e->rec.qid);
+			ok = rc != -ECANCELED && !batch_rolled_back(ts);
 		}
 	}
 	for (struct item *it = items; ok && it; it = it->next) {
 		write_item(ts, it);
-		if (sqlite3_get_autocommit(ts->db)) {
-			log_err("event=trace_store_error op=batch error=\"transaction rolled back\"");
-			ok = false;
-		}
+		ok = !batch_rolled_back(ts);
 	}
 	if (ok && trace__db_exec(ts->db, "COMMIT", NULL, 0) < 0) {
 		log_db_error(ts, "commit", NULL);
@@ -352,11 +355,11 @@ static void write_batch(struct trace_store *ts, struct trace_entry *const *v, si
 	}
 	if (!ok && !sqlite3_get_autocommit(ts->db))
 		(void)trace__db_exec(ts->db, "ROLLBACK", NULL, 0);
-	ts->commits++;
 	if (ok)
 		return;
-	for (size_t i = 0; i < n; i++)
-		v[i]->status = -EIO;
+	for (struct trace_batch *b = batches; b; b = b->next)
+		for (size_t i = 0; i < b->n; i++)
+			b->v[i]->status = -EIO;
 	size_t lost = 0;
 	for (struct item *it = items; it; it = it->next)
 		lost++;
@@ -364,36 +367,61 @@ static void write_batch(struct trace_store *ts, struct trace_entry *const *v, si
 		log_err("event=trace_store_lost items=%zu", lost);
 }
 
-void trace_store_write(struct trace_store *ts, struct trace_entry *const *v, size_t n)
+struct trace_batch *trace_store_submit(struct trace_store *ts, struct trace_entry *const *v,
+                                       size_t n)
 {
-	struct item *items = take_pending(ts);
-	if (!n && !items)
-		return;
-	pthread_mutex_lock(&ts->db_mu);
-	write_batch(ts, v, n, items);
-	pthread_mutex_unlock(&ts->db_mu);
-	items_free(items);
+	struct trace_batch *b = xcalloc(1, sizeof(*b));
+	b->v = v;
+	b->n = n;
+	pthread_mutex_lock(&ts->mu);
+	*ts->batches_tail = b;
+	ts->batches_tail = &b->next;
+	pthread_cond_signal(&ts->cv);
+	pthread_mutex_unlock(&ts->mu);
+	return b;
 }
 
-/* Under ts->mu: waits until the oldest waiting item is LAZY_NS old (or
- * nothing more will come). */
+void trace_store_wait(struct trace_store *ts, struct trace_batch *b)
+{
+	pthread_mutex_lock(&ts->mu);
+	while (!b->done)
+		pthread_cond_wait(&ts->done_cv, &ts->mu);
+	pthread_mutex_unlock(&ts->mu);
+	free(b);
+}
+
+void trace_store_write(struct trace_store *ts, struct trace_entry *const *v, size_t n)
+{
+	trace_store_wait(ts, trace_store_submit(ts, v, n));
+}
+
+/* Under ts->mu: whether the oldest waiting item has waited LAZY_NS;
+ * otherwise *due says until when. */
+static bool lazy_due(struct trace_store *ts, struct timespec *due)
+{
+	struct timespec now;
+	*due = ts->pending_since;
+	due->tv_nsec += LAZY_NS;
+	if (due->tv_nsec >= 1000000000L) {
+		due->tv_sec++;
+		due->tv_nsec -= 1000000000L;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return now.tv_sec > due->tv_sec || (now.tv_sec == due->tv_sec && now.tv_nsec >= due->tv_nsec);
+}
+
+/* Under ts->mu: waits until there are records to write, refusals or
+ * delivery results that waited long enough, or a stop. */
 static void writer_wait(struct trace_store *ts)
 {
-	while (!ts->stopping) {
-		if (!ts->pending) {
+	struct timespec due;
+	while (!ts->stopping && !ts->batches) {
+		if (!ts->pending)
 			pthread_cond_wait(&ts->cv, &ts->mu);
-			continue;
-		}
-		struct timespec due = ts->pending_since, now;
-		due.tv_nsec += LAZY_NS;
-		if (due.tv_nsec >= 1000000000L) {
-			due.tv_sec++;
-			due.tv_nsec -= 1000000000L;
-		}
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		if (now.tv_sec > due.tv_sec || (now.tv_sec == due.tv_sec && now.tv_nsec >= due.tv_nsec))
+		else if (lazy_due(ts, &due))
 			return;
-		pthread_cond_timedwait(&ts->cv, &ts->mu, &due);
+		else
+			pthread_cond_timedwait(&ts->cv, &ts->mu, &due);
 	}
 }
 
@@ -404,12 +432,25 @@ static void *writer_main(void *arg)
 	pthread_mutex_lock(&ts->mu);
 	for (;;) {
 		writer_wait(ts);
-		bool last = ts->stopping;
+		if (!ts->batches && !ts->pending)
+			break;   /* stopping, and nothing left */
+		struct trace_batch *batches = ts->batches;
+		struct item *items = ts->pending;
+		ts->batches = NULL;
+		ts->batches_tail = &ts->batches;
+		ts->pending = NULL;
+		ts->pending_tail = &ts->pending;
 		pthread_mutex_unlock(&ts->mu);
-		trace_store_write(ts, NULL, 0);
+
+		write_all(ts, batches, items);
+		items_free(items);
+
 		pthread_mutex_lock(&ts->mu);
-		if (last && !ts->pending)
-			break;
+		ts->commits++;
+		for (struct trace_batch *b = batches; b; b = b->next)
+			b->done = true;
+		if (batches)
+			pthread_cond_broadcast(&ts->done_cv);
 	}
 	pthread_mutex_unlock(&ts->mu);
 	return NULL;
@@ -428,7 +469,7 @@ static int prepare_all(struct trace_store *ts)
 		" ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)";
 	/* A recipient given twice is one recipient. */
 	static const char ins_rcpt[] =
-		"INSERT OR IGNORE INTO message_rcpts (message, rcpt) VALUES (?1, ?2)";
+		"INSERT OR IGNORE INTO message_rcpts (message, rcpt, pos) VALUES (?1, ?2, ?3)";
 	static const char ins_reject[] =
 		"INSERT INTO rejects (time, sid, listener, client_ip, client_ip_key, helo,"
 		" account, command, mail_from, rcpt, rule, code, enh, text)"
@@ -473,7 +514,7 @@ struct trace_store *trace_store_open(const char *path, char *err, size_t errlen)
 		goto fail;
 	}
 	pthread_mutex_init(&ts->mu, NULL);
-	pthread_mutex_init(&ts->db_mu, NULL);
+	pthread_cond_init(&ts->done_cv, NULL);
 	/* The writer's deadlines are on the monotonic clock. */
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
@@ -481,16 +522,17 @@ struct trace_store *trace_store_open(const char *path, char *err, size_t errlen)
 		snprintf(err, errlen, "%s: no monotonic clock for the writer thread", path);
 		pthread_condattr_destroy(&ca);
 		pthread_mutex_destroy(&ts->mu);
-		pthread_mutex_destroy(&ts->db_mu);
+		pthread_cond_destroy(&ts->done_cv);
 		goto fail;
 	}
 	pthread_cond_init(&ts->cv, &ca);
 	pthread_condattr_destroy(&ca);
 	ts->pending_tail = &ts->pending;
+	ts->batches_tail = &ts->batches;
 	if (pthread_create(&ts->thread, NULL, writer_main, ts) != 0) {
 		snprintf(err, errlen, "%s: cannot start the writer thread", path);
 		pthread_mutex_destroy(&ts->mu);
-		pthread_mutex_destroy(&ts->db_mu);
+		pthread_cond_destroy(&ts->done_cv);
 		pthread_cond_destroy(&ts->cv);
 		goto fail;
 	}
@@ -515,15 +557,15 @@ void trace_store_close(struct trace_store *ts)
 	if (sqlite3_close(ts->db) != SQLITE_OK)
 		log_err("event=trace_store_error op=close error=\"%s\"", sqlite3_errmsg(ts->db));
 	pthread_mutex_destroy(&ts->mu);
-	pthread_mutex_destroy(&ts->db_mu);
+	pthread_cond_destroy(&ts->done_cv);
 	pthread_cond_destroy(&ts->cv);
 	free(ts);
 }
 
 uint64_t trace__store_commits(struct trace_store *ts)
 {
-	pthread_mutex_lock(&ts->db_mu);
+	pthread_mutex_lock(&ts->mu);
 	uint64_t n = ts->commits;
-	pthread_mutex_unlock(&ts->db_mu);
+	pthread_mutex_unlock(&ts->mu);
 	return n;
 }

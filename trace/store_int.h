@@ -14,7 +14,7 @@
 #include <stdint.h>
 #include "trace/trace.h"
 
-#define TRACE__SCHEMA_VERSION 1
+#define TRACE__SCHEMA_VERSION 2
 
 enum trace__open_mode {
 	TRACE__OPEN_WRITER,    /* create if missing, migrate, WAL, synchronous=FULL */
@@ -41,7 +41,11 @@ int trace__ip_range(const char *cidr, char lo[33], char hi[33]);
  * it is 64 hex digits. */
 int trace__fp_norm(const char *fp, char out[65]);
 
-/* Batches the writer thread has committed (for the tests). */
+/* The SQL that takes a database from version `from` to from + 1 (for the
+ * tests, which build old databases with it). */
+const char *trace__migration(int from);
+
+/* Transactions the writer has run, committed or not (for the tests). */
 uint64_t trace__store_commits(struct trace_store *ts);
 
 #endif

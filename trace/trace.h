@@ -1,12 +1,14 @@
 /*
  * trace.h - who sent what. The Received header; the trace store (SQLite,
  * one record per accepted message and per refused attempt, written in
- * batched transactions off the event loops); the signed trace header that lets a copy
- * of a message be matched to its record; lookups and statistics.
+ * batched transactions off the event loops); the signed trace header that
+ * lets a copy of a message be matched to its record; lookups and
+ * statistics.
  *
  * Ownership: builders append to the caller's buffer. trace_store_open()
  * returns a store owned by the caller, freed by trace_store_close(). Records
- * handed to trace_store_* are copied; the caller keeps its own.
+ * are copied by trace_entry_new(), refusals and delivery results by
+ * trace_store_reject/delivery; the caller keeps its own.
  */
 #ifndef POSTERN_TRACE_H
 #define POSTERN_TRACE_H
@@ -184,7 +186,7 @@ struct trace_delivery {
 struct trace_store;
 
 /* Opens (creating or migrating the schema, WAL mode) and starts the
- * thread that writes refusals and delivery results when no records come. Returns NULL with err filled. */
+ * writer thread. Returns NULL with err filled. */
 struct trace_store *trace_store_open(const char *path, char *err, size_t errlen);
 void trace_store_close(struct trace_store *ts);
 
@@ -196,10 +198,17 @@ struct trace_entry *trace_entry_new(const struct trace_record *rec);
  * accepted); -EINPROGRESS before. */
 int trace_entry_status(const struct trace_entry *e);
 void trace_entry_free(struct trace_entry *e);
-/* Writes the entries, and every refusal and delivery result waiting, in
- * one transaction, and returns once it is durable (group commit: the
- * caller gathers the batch). It blocks: for a thread of its own, never an
- * event loop. Sets each entry's status. Thread-safe. */
+/* Hands the entries to the store's writer thread and returns at once: they
+ * are written in one transaction with whatever else is waiting (other
+ * batches, refusals, delivery results). trace_store_wait() blocks until
+ * that transaction is durable or failed, sets each entry's status and
+ * frees the batch; the entries and the array must live until then. Both
+ * block or may: for a thread of their own, never an event loop.
+ * trace_store_write() is the two in one. Thread-safe. */
+struct trace_batch;
+struct trace_batch *trace_store_submit(struct trace_store *ts, struct trace_entry *const *v,
+                                       size_t n);
+void trace_store_wait(struct trace_store *ts, struct trace_batch *b);
 void trace_store_write(struct trace_store *ts, struct trace_entry *const *v, size_t n);
 /* Fire and forget: refused attempts and delivery results. Thread-safe. */
 void trace_store_reject(struct trace_store *ts, const struct trace_reject *r);

@@ -1,5 +1,6 @@
-"""A queue file without a trace record (left by a crash between the spool
-commit and the trace commit, never acknowledged) is held at start, not
+"""A queue file without a trace record (the spool renames a file into the
+queue only after its record is durable, so such a file comes from a
+restored database or a queue older than tracing) is held at start, not
 relayed; a bounce the relay wrote itself (from <>) is relayed as usual."""
 
 import os

@@ -10,6 +10,7 @@
 #include <check.h>
 #include <dirent.h>
 #include <errno.h>
+#include <semaphore.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <limits.h>
@@ -595,19 +596,42 @@ END_TEST
 struct rider {
 	const char *qid;
 	int answer;
-	int calls;
-	bool file_in_tmp, file_in_queue;   /* when the writer ran */
+	bool plug;           /* start() holds the commit thread until `go` */
+	int starts, finishes;
+	bool in_tmp_at_start, in_queue_at_start, in_queue_at_finish;
 };
 
-static void riders_write(void *ctx, void *const *riders, int *status, size_t n)
+struct rider_log {
+	int batches;
+	size_t last_n;        /* riders in the latest batch */
+	bool handle_passed;   /* finish() got what start() returned */
+	sem_t go;
+};
+
+static void *riders_start(void *ctx, void *const *riders, size_t n)
 {
-	int *batches = ctx;
-	(*batches)++;
+	struct rider_log *log = ctx;
+	log->batches++;
+	log->last_n = n;
 	for (size_t i = 0; i < n; i++) {
 		struct rider *r = riders[i];
-		r->calls++;
-		r->file_in_tmp = exists("tmp", r->qid);
-		r->file_in_queue = exists("queue", r->qid);
+		if (r->plug)
+			sem_wait(&log->go);
+		r->starts++;
+		r->in_tmp_at_start = exists("tmp", r->qid);
+		r->in_queue_at_start = exists("queue", r->qid);
+	}
+	return log;
+}
+
+static void riders_finish(void *ctx, void *started, void *const *riders, int *status, size_t n)
+{
+	struct rider_log *log = ctx;
+	log->handle_passed = started == log;
+	for (size_t i = 0; i < n; i++) {
+		struct rider *r = riders[i];
+		r->finishes++;
+		r->in_queue_at_finish = exists("queue", r->qid);
 		status[i] = r->answer;
 	}
 }
@@ -624,8 +648,9 @@ static void rider_file_committed(int status, void *arg)
 	rf->sl->committed++;
 }
 
-/* The trace records ride with their queue files: written before the file
- * is synced and renamed, and a file whose record failed is never queued. */
+/* The trace records ride with their queue files: started once the files
+ * are written, finished before they are renamed into queue/, and a file
+ * whose record failed is never queued. */
 START_TEST(spool_riders_decide_what_is_queued)
 {
 	spool_make();
@@ -633,41 +658,90 @@ START_TEST(spool_riders_decide_what_is_queued)
 	struct spool_loop sl = { 0 };
 	sl.sp = relay_spool_open(spool, err, sizeof(err));
 	ck_assert_msg(sl.sp != NULL, "%s", err);
-	int batches = 0;
-	relay_spool_set_riders(sl.sp, riders_write, &batches);
+	struct rider_log log = { 0 };
+	sem_init(&log.go, 0, 0);
+	const struct relay_riders ops = { riders_start, riders_finish, &log };
+	relay_spool_set_riders(sl.sp, &ops);
 	ck_assert_int_eq(uv_loop_init(&sl.loop), 0);
 	ck_assert_int_eq(uv_async_init(&sl.loop, &sl.wake, spool_loop_wake), 0);
 	sl.wake.data = &sl;
-	const char *qids[] = { "Q0RIDERSOK000001", "Q0RIDERSFAIL0002", "Q0RIDERSNONE0003" };
-	struct rider riders[2] = { { .qid = qids[0], .answer = 0 },
-		                   { .qid = qids[1], .answer = -EIO } };
-	struct rider_file rf[3] = { { &sl, 0 }, { &sl, 0 }, { &sl, 0 } };
+	/* The plug's batch holds the commit thread until the others are all
+	 * waiting, so that they make one batch, riders and none mixed. */
+	enum { NFILES = 5 };
+	const char *qids[NFILES] = { "Q0RIDERSPLUG0000", "Q0RIDERSOK000001", "Q0RIDERSNONE0002",
+		                     "Q0RIDERSFAIL0003", "Q0RIDERSOK000004" };
+	struct rider riders[NFILES] = {
+		{ .qid = qids[0], .plug = true }, { .qid = qids[1] }, { .qid = NULL },
+		{ .qid = qids[3], .answer = -EIO }, { .qid = qids[4] },
+	};
+	struct rider_file rf[NFILES];
 	char *rcpts[] = { "bob@example.net" };
-	for (int i = 0; i < 3; i++) {
+	for (int i = 0; i < NFILES; i++) {
+		rf[i] = (struct rider_file){ &sl, 0 };
 		struct relay_envelope env = { .time = 1700000000, .from = "alice@example.org",
 			                      .rcpts = rcpts, .nrcpts = 1 };
 		snprintf(env.qid, sizeof(env.qid), "%s", qids[i]);
 		struct relay_spool_file *f = relay_spool_prepare(sl.sp, &env, NULL, 0, "", 0);
 		ck_assert_int_eq(relay_spool_create_file(f), 0);
 		ck_assert_int_eq(relay_spool_write(f, "Subject: t\r\n\r\nhi\r\n", 19), 0);
-		relay_spool_commit(f, i < 2 ? &riders[i] : NULL, &sl.loop, &sl.wake,
+		relay_spool_commit(f, riders[i].qid ? &riders[i] : NULL, &sl.loop, &sl.wake,
 		                   rider_file_committed, &rf[i]);
+		if (i == 0)
+			usleep(50000);   /* the plug's batch is taken alone */
 	}
-	for (int i = 0; i < 500 && sl.committed < 3; i++)
+	sem_post(&log.go);
+	for (int i = 0; i < 500 && sl.committed < NFILES; i++)
 		uv_run(&sl.loop, UV_RUN_ONCE);
-	ck_assert_int_eq(sl.committed, 3);
-	ck_assert_int_ge(batches, 1);
-	for (int i = 0; i < 2; i++) {
-		ck_assert_int_eq(riders[i].calls, 1);
-		ck_assert(riders[i].file_in_tmp);
-		ck_assert(!riders[i].file_in_queue);
+	ck_assert_int_eq(sl.committed, NFILES);
+	ck_assert_int_eq(log.batches, 2);
+	ck_assert_uint_eq(log.last_n, 3);
+	ck_assert(log.handle_passed);
+	for (int i = 0; i < NFILES; i++) {
+		if (!riders[i].qid)
+			continue;
+		ck_assert_int_eq(riders[i].starts, 1);
+		ck_assert_int_eq(riders[i].finishes, 1);
+		ck_assert(riders[i].in_tmp_at_start);
+		ck_assert(!riders[i].in_queue_at_start);
+		ck_assert(!riders[i].in_queue_at_finish);
 	}
-	ck_assert_int_eq(rf[0].committed, 1);
-	ck_assert(exists("queue", qids[0]));
-	ck_assert_int_eq(rf[1].committed, 1 - EIO);
-	ck_assert(!exists("queue", qids[1]));
-	ck_assert_int_eq(rf[2].committed, 1);
-	ck_assert(exists("queue", qids[2]));
+	for (int i = 0; i < NFILES; i++) {
+		bool queued = riders[i].answer == 0;
+		ck_assert_int_eq(rf[i].committed, 1 + riders[i].answer);
+		ck_assert_msg(exists("queue", qids[i]) == queued, "%s", qids[i]);
+	}
+	ck_assert_int_eq(count_sub("tmp"), 0);
+	uv_close((uv_handle_t *)&sl.wake, NULL);
+	uv_run(&sl.loop, UV_RUN_DEFAULT);
+	ck_assert_int_eq(uv_loop_close(&sl.loop), 0);
+	relay_spool_close(sl.sp);
+	sem_destroy(&log.go);
+	spool_remove();
+}
+END_TEST
+
+/* Files that carry a rider cannot be queued when nobody writes riders. */
+START_TEST(spool_rider_without_writer_is_refused)
+{
+	spool_make();
+	char err[256];
+	struct spool_loop sl = { 0 };
+	sl.sp = relay_spool_open(spool, err, sizeof(err));
+	ck_assert_msg(sl.sp != NULL, "%s", err);
+	ck_assert_int_eq(uv_loop_init(&sl.loop), 0);
+	ck_assert_int_eq(uv_async_init(&sl.loop, &sl.wake, spool_loop_wake), 0);
+	sl.wake.data = &sl;
+	char *rcpts[] = { "bob@example.net" };
+	struct relay_envelope env = { .qid = "Q0RIDERNOWRITER1", .time = 1700000000,
+		                      .from = "alice@example.org", .rcpts = rcpts, .nrcpts = 1 };
+	struct relay_spool_file *f = relay_spool_prepare(sl.sp, &env, NULL, 0, "", 0);
+	ck_assert_int_eq(relay_spool_create_file(f), 0);
+	struct rider r = { .qid = env.qid };
+	relay_spool_commit(f, &r, &sl.loop, &sl.wake, spool_loop_committed, &sl);
+	for (int i = 0; i < 500 && !sl.committed; i++)
+		uv_run(&sl.loop, UV_RUN_ONCE);
+	ck_assert_int_eq(sl.committed, 1 - ENOSYS);
+	ck_assert(!exists("queue", env.qid));
 	ck_assert_int_eq(count_sub("tmp"), 0);
 	uv_close((uv_handle_t *)&sl.wake, NULL);
 	uv_run(&sl.loop, UV_RUN_DEFAULT);
@@ -1103,6 +1177,7 @@ static Suite *relay_suite(void)
 	tcase_add_test(files, spool_prepare_then_create);
 	tcase_add_test(files, spool_threads_answer_on_the_loop);
 	tcase_add_test(files, spool_riders_decide_what_is_queued);
+	tcase_add_test(files, spool_rider_without_writer_is_refused);
 	tcase_add_test(files, downstream_parse);
 	tcase_add_test(files, dsn_file);
 	suite_add_tcase(s, files);

@@ -718,8 +718,8 @@ START_TEST(lazy_items_written_alone)
 }
 END_TEST
 
-/* Two commit threads at once (as a second spool would): each batch is
- * one transaction of its own, nothing is lost. */
+/* Two threads writing at once: batches submitted while another is being
+ * written share the next transaction; nothing is lost. */
 struct writer_arg {
 	struct trace_store *ts;
 	struct fake *f;
@@ -759,7 +759,9 @@ START_TEST(two_writers)
 		ck_assert_int_eq(a.status[i], 0);
 		ck_assert_int_eq(b.status[i], 0);
 	}
-	ck_assert_uint_eq(trace__store_commits(ts), 20);
+	uint64_t commits = trace__store_commits(ts);
+	ck_assert_uint_ge(commits, 1);
+	ck_assert_uint_le(commits, 20);
 	trace_store_close(ts);
 	struct trace_query q = { 0 };
 	int n = 0;
@@ -895,6 +897,66 @@ START_TEST(migration)
 	ck_assert_ptr_nonnull(strstr(err, "newer"));
 	ck_assert_int_eq(trace_query_run(db_path, &q, on_hit, &h, err, sizeof(err)), -EIO);
 	ck_assert_ptr_nonnull(strstr(err, "newer"));
+	remove_tree(dir);
+}
+END_TEST
+
+/* recipients in the order given, as a comma-separated list */
+static void on_rcpts(const struct trace_match *m, void *arg)
+{
+	char *out = arg;
+	for (size_t i = 0; i < m->nrcpts; i++) {
+		strcat(out, m->rcpts[i].rcpt);
+		strcat(out, ",");
+		strcat(out, m->rcpts[i].status);
+		strcat(out, ";");
+	}
+}
+
+/* A version 1 database with records keeps them all through the migration
+ * to version 2: recipients in their order with their delivery results,
+ * lookups by certificate and account, and the new form of the tables. */
+START_TEST(migration_from_v1)
+{
+	fresh_dir();
+	sqlite3 *db;
+	ck_assert_int_eq(sqlite3_open(db_path, &db), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_exec(db, trace__migration(0), NULL, NULL, NULL), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_exec(db,
+		"PRAGMA user_version = 1;"
+		"INSERT INTO messages (id, qid, trace_id, time, client_ip, client_ip_key, cert_fp,"
+		" account, mail_from, size) VALUES"
+		" (1, 'Q1', 'T1', 1700000000, '192.0.2.1', '00000000000000000000ffffc0000201',"
+		"  'abababababababababababababababababababababababababababababababab', 'alice', 'a@example.org', 10),"
+		" (2, 'Q2', 'T2', 1700000001, '192.0.2.2', '00000000000000000000ffffc0000202',"
+		"  NULL, NULL, 'b@example.net', 20);"
+		"INSERT INTO message_rcpts (message, rcpt, status) VALUES"
+		" (1, 'zed@dest.example', 'delivered'), (1, 'amy@dest.example', 'bounced'),"
+		" (2, 'bob@dest.example', 'queued');", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+
+	char err[512];
+	struct trace_store *ts = trace_store_open(db_path, err, sizeof(err));
+	ck_assert_msg(ts != NULL, "%s", err);
+	trace_store_close(ts);
+	ck_assert_int_eq(db_int("PRAGMA user_version"), 2);
+	ck_assert_int_eq(db_int("SELECT count(*) FROM sqlite_master WHERE name = 'message_rcpts'"
+	                        " AND sql LIKE '%WITHOUT ROWID%'"), 1);
+	ck_assert_int_eq(db_int("SELECT count(*) FROM sqlite_master WHERE name = 'messages_cert_fp'"
+	                        " AND sql LIKE '%WHERE cert_fp IS NOT NULL%'"), 1);
+	ck_assert_int_eq(db_int("SELECT count(*) FROM sqlite_master WHERE type = 'index'"
+	                        " AND name LIKE 'messages_%'"), 8);
+
+	char rcpts[256] = "";
+	struct trace_query q = { .cert_fp = "ABABABABABABABABABABABABABABABABABABABABABABABABABABABABABABABAB", .account = "ALICE" };
+	ck_assert_int_eq(trace_query_run(db_path, &q, on_rcpts, rcpts, err, sizeof(err)), 1);
+	ck_assert_str_eq(rcpts, "zed@dest.example,delivered;amy@dest.example,bounced;");
+	struct hits h;
+	q = (struct trace_query){ .rcpt = "Bob@Dest.Example" };
+	ck_assert_int_eq(lookup(&q, &h), 1);
+	ck_assert_str_eq(h.qids[0], "Q2");
+	q = (struct trace_query){ 0 };
+	ck_assert_int_eq(lookup(&q, &h), 2);
 	remove_tree(dir);
 }
 END_TEST
@@ -1084,6 +1146,7 @@ static Suite *trace_suite(void)
 	tcase_add_test(w, write_failure_reaches_owner);
 	tcase_add_test(w, open_errors);
 	tcase_add_test(w, migration);
+	tcase_add_test(w, migration_from_v1);
 	suite_add_tcase(s, w);
 	TCase *r = tcase_create("reader");
 	tcase_set_timeout(r, 60);
