@@ -26,14 +26,15 @@
 #include <string.h>
 #include <time.h>
 
-enum item_kind { ITEM_REJECT, ITEM_DELIVERY };
+enum item_kind { ITEM_REJECT, ITEM_DELIVERY, ITEM_RETRACT };
 
-/* A refusal or a delivery result waiting for a transaction. */
+/* A refusal, a delivery result or a retraction waiting for a transaction. */
 struct item {
 	enum item_kind kind;
 	union {
 		struct trace_reject rej;
 		struct trace_delivery del;
+		char qid[ID_LEN + 1];
 	} u;
 	struct item *next;
 };
@@ -54,6 +55,7 @@ struct trace_batch {
 struct trace_store {
 	sqlite3 *db;                 /* the writer thread's alone after open */
 	sqlite3_stmt *ins_message, *ins_rcpt, *ins_reject, *upd_delivery;
+	sqlite3_stmt *del_rcpts, *del_message;
 	pthread_t thread;
 	pthread_mutex_t mu;          /* guards what follows */
 	pthread_cond_t cv;           /* for the writer */
@@ -113,7 +115,7 @@ static void item_free(struct item *it)
 {
 	if (it->kind == ITEM_REJECT)
 		free_strs(&it->u.rej, reject_strs, ARRAY_LEN(reject_strs));
-	else
+	else if (it->kind == ITEM_DELIVERY)
 		free_strs(&it->u.del, delivery_strs, ARRAY_LEN(delivery_strs));
 	free(it);
 }
@@ -189,6 +191,14 @@ void trace_store_delivery(struct trace_store *ts, const struct trace_delivery *d
 	it->kind = ITEM_DELIVERY;
 	it->u.del = *d;
 	dup_strs(&it->u.del, delivery_strs, ARRAY_LEN(delivery_strs));
+	enqueue(ts, it);
+}
+
+void trace_store_retract(struct trace_store *ts, const char *qid)
+{
+	struct item *it = xcalloc(1, sizeof(*it));
+	it->kind = ITEM_RETRACT;
+	str_lcpy(it->u.qid, qid, sizeof(it->u.qid));
 	enqueue(ts, it);
 }
 
@@ -305,13 +315,32 @@ static void log_db_error(struct trace_store *ts, const char *what, const char *q
 	        qid ? qid : "", sqlite3_errmsg(ts->db));
 }
 
+static int write_retract(struct trace_store *ts, const char *qid)
+{
+	bind_str(ts->del_rcpts, 1, qid);
+	bind_str(ts->del_message, 1, qid);
+	if (step_done(ts->del_rcpts) < 0 || step_done(ts->del_message) < 0)
+		return -EIO;
+	log_info("event=trace_retracted qid=%s found=%s", qid,
+	         sqlite3_changes(ts->db) ? "yes" : "no");
+	return 0;
+}
+
 static void write_item(struct trace_store *ts, struct item *it)
 {
-	if (it->kind == ITEM_REJECT) {
+	switch (it->kind) {
+	case ITEM_REJECT:
 		if (write_reject(ts, &it->u.rej) < 0)
 			log_db_error(ts, "reject", NULL);
-	} else if (write_delivery(ts, &it->u.del) < 0) {
-		log_db_error(ts, "delivery", it->u.del.qid);
+		break;
+	case ITEM_DELIVERY:
+		if (write_delivery(ts, &it->u.del) < 0)
+			log_db_error(ts, "delivery", it->u.del.qid);
+		break;
+	case ITEM_RETRACT:
+		if (write_retract(ts, it->u.qid) < 0)
+			log_db_error(ts, "retract", it->u.qid);
+		break;
 	}
 }
 
@@ -477,6 +506,9 @@ static int prepare_all(struct trace_store *ts)
 	static const char upd_delivery[] =
 		"UPDATE message_rcpts SET status = ?1, relay = ?2, reply = ?3, time = ?4"
 		" WHERE message = (SELECT id FROM messages WHERE qid = ?5) AND rcpt = ?6";
+	static const char del_rcpts[] =
+		"DELETE FROM message_rcpts WHERE message = (SELECT id FROM messages WHERE qid = ?1)";
+	static const char del_message[] = "DELETE FROM messages WHERE qid = ?1";
 	const struct {
 		const char *sql;
 		sqlite3_stmt **st;
@@ -485,6 +517,8 @@ static int prepare_all(struct trace_store *ts)
 		{ ins_rcpt, &ts->ins_rcpt },
 		{ ins_reject, &ts->ins_reject },
 		{ upd_delivery, &ts->upd_delivery },
+		{ del_rcpts, &ts->del_rcpts },
+		{ del_message, &ts->del_message },
 	};
 	for (size_t i = 0; i < ARRAY_LEN(all); i++) {
 		if (sqlite3_prepare_v3(ts->db, all[i].sql, -1, SQLITE_PREPARE_PERSISTENT,
@@ -500,6 +534,8 @@ static void finalize_all(struct trace_store *ts)
 	sqlite3_finalize(ts->ins_rcpt);
 	sqlite3_finalize(ts->ins_reject);
 	sqlite3_finalize(ts->upd_delivery);
+	sqlite3_finalize(ts->del_rcpts);
+	sqlite3_finalize(ts->del_message);
 }
 
 struct trace_store *trace_store_open(const char *path, char *err, size_t errlen)

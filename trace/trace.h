@@ -213,6 +213,10 @@ void trace_store_write(struct trace_store *ts, struct trace_entry *const *v, siz
 /* Fire and forget: refused attempts and delivery results. Thread-safe. */
 void trace_store_reject(struct trace_store *ts, const struct trace_reject *r);
 void trace_store_delivery(struct trace_store *ts, const struct trace_delivery *d);
+/* Takes back the record of a message that was not accepted after all (its
+ * queue file failed after the record was written): a record stands for an
+ * accepted message only. Fire and forget, like the two above. */
+void trace_store_retract(struct trace_store *ts, const char *qid);
 
 /* ---- lookups and statistics (read-only, for the operator's tool) -------- */
 

@@ -1145,6 +1145,45 @@ def test_trace_store_failure_tempfails(postern):
     assert p.queue() == []
 
 
+def test_queue_failure_after_record_takes_it_back(postern):
+    """The record is written, then the queue file cannot enter queue/ (its
+    directory refuses the rename): the client gets 451 4.3.0, the record
+    is taken back (a record stands for an accepted message), the attempt is
+    recorded as a refusal, and mail flows again."""
+    p = postern
+    queue = os.path.join(p.spool, "queue")
+    mode = os.stat(queue).st_mode & 0o7777
+    os.chmod(queue, 0o500)
+    try:
+        with p.smtps() as c:
+            c.login("alice", USERS["alice"])
+            c.mail("alice@mx.test")
+            c.rcpt("x@example.net")
+            code, text = c.data(make_msg("alice@mx.test", "lost", "<lost@client.test>"))
+            assert code == 451, (code, text)
+            assert text.startswith(b"4.3.0"), text
+            assert c.noop()[0] == 250
+    finally:
+        os.chmod(queue, mode)
+    st = wait_for(lambda: (lambda s: s if s["rejects"] >= 1 else None)(stats_json(p)),
+                  what="the refusal recorded")
+    assert counts(st["rejected_by_rule"]) == {"queue_error": 1}, st
+    assert st["messages"] == 0, st
+    r, _ = trace_json(p, "--message-id", "<lost@client.test>")
+    assert r.returncode == EXIT_NOT_FOUND, r.stdout + r.stderr
+    assert "event=trace_retracted" in p.logtext() and "found=yes" in p.logtext()
+
+    with p.smtps() as c:
+        c.login("alice", USERS["alice"])
+        c.sendmail("alice@mx.test", ["x@example.net"],
+                   make_msg("alice@mx.test", "after", "<after2@client.test>"))
+    msgs = p.sink.wait_messages(1)
+    assert b"<after2@client.test>" in msgs[0]
+    assert not any(b"<lost@client.test>" in m for m in p.sink.messages())
+    r, _ = trace_json(p, "--message-id", "<after2@client.test>")
+    assert r.returncode == EXIT_FOUND, r.stdout + r.stderr
+
+
 # ---- pruning ------------------------------------------------------------------
 
 def test_prune(postern):

@@ -688,6 +688,35 @@ START_TEST(group_commit)
 }
 END_TEST
 
+/* A record whose queue file failed after it was written is taken back,
+ * recipients and all; the others stay, and an unknown queue id is no harm. */
+START_TEST(retract)
+{
+	fresh_dir();
+	char err[512];
+	struct trace_store *ts = trace_store_open(db_path, err, sizeof(err));
+	ck_assert(ts != NULL);
+	struct fake *f = fakes_make(3);
+	int status[3];
+	write_all(ts, f, 3, status, false);
+	trace_store_retract(ts, f[0].r.qid);
+	trace_store_retract(ts, "Q0NOSUCHQUEUEID0");
+	trace_store_close(ts);   /* writes what waits */
+	struct trace_query q = { 0 };
+	struct hits h;
+	ck_assert_int_eq(lookup(&q, &h), 2);
+	ck_assert(!row_visible(f[0].r.qid));
+	ck_assert(row_visible(f[1].r.qid));
+	sqlite3 *db;
+	ck_assert_int_eq(sqlite3_open(db_path, &db), SQLITE_OK);
+	ck_assert_int_eq(db_count(db, "SELECT count(*) FROM message_rcpts"),
+	                 (int)(f[1].r.nrcpts + f[2].r.nrcpts));
+	sqlite3_close(db);
+	free(f);
+	remove_tree(dir);
+}
+END_TEST
+
 /* With no record to ride with, a delivery result is written by the
  * store's own thread, soon. */
 START_TEST(lazy_items_written_alone)
@@ -1142,6 +1171,7 @@ static Suite *trace_suite(void)
 	tcase_add_test(w, failed_recipient_leaves_no_half_record);
 	tcase_add_test(w, group_commit);
 	tcase_add_test(w, lazy_items_written_alone);
+	tcase_add_test(w, retract);
 	tcase_add_test(w, two_writers);
 	tcase_add_test(w, write_failure_reaches_owner);
 	tcase_add_test(w, open_errors);
