@@ -74,6 +74,9 @@ struct relay_spool_file;
  * answer before closing. */
 struct relay_spool *relay_spool_open(const char *dir, char *err, size_t errlen);
 void relay_spool_close(struct relay_spool *sp);
+/* The queue ids of the unacknowledged files relay_spool_open() removed from
+ * tmp/ (a crash mid-commit leaves them); the spool keeps the array. */
+size_t relay_spool_unacknowledged(const struct relay_spool *sp, const char *const **qids);
 const char *relay_spool_dir(const struct relay_spool *sp);
 
 /* A new queue file in two steps, so that an event loop never waits on the

@@ -63,6 +63,8 @@ struct relay_spool {
 	struct relay_spool_file *finished; /* waiting for their loop */
 	bool stopping;
 	struct relay_riders riders;        /* set before the first commit */
+	char **cleaned;                    /* queue ids found in tmp/ at open */
+	size_t ncleaned;
 };
 
 static void spool_path(char *out, size_t len, const char *dir, const char *qid)
@@ -71,9 +73,11 @@ static void spool_path(char *out, size_t len, const char *dir, const char *qid)
 }
 
 /* Files in tmp/ were never acknowledged: the client got no 250 and will
- * send again, so they can go. */
-static void spool_clean_tmp(const char *tmp_dir)
+ * send again, so they can go. Their names are kept for the owner (a
+ * record written for one of them stands for no accepted message). */
+static void spool_clean_tmp(struct relay_spool *sp)
 {
+	const char *tmp_dir = sp->tmp_dir;
 	DIR *d = opendir(tmp_dir);
 	if (!d)
 		return;
@@ -83,8 +87,13 @@ static void spool_clean_tmp(const char *tmp_dir)
 			continue;
 		char path[4096];
 		snprintf(path, sizeof(path), "%s/%s", tmp_dir, e->d_name);
-		if (unlink(path) == 0)
-			log_info("event=spool_clean file=%s reason=unacknowledged", path);
+		if (unlink(path) != 0)
+			continue;
+		log_info("event=spool_clean file=%s reason=unacknowledged", path);
+		if (strlen(e->d_name) == ID_LEN) {
+			sp->cleaned = xrealloc(sp->cleaned, (sp->ncleaned + 1) * sizeof(*sp->cleaned));
+			sp->cleaned[sp->ncleaned++] = str_dup(e->d_name);
+		}
 	}
 	closedir(d);
 }
@@ -258,6 +267,15 @@ static void spool_stop(struct relay_spool *sp, bool create_started, bool commit_
 	}
 }
 
+static void spool_free_cleaned(struct relay_spool *sp)
+{
+	for (size_t i = 0; i < sp->ncleaned; i++)
+		free(sp->cleaned[i]);
+	free(sp->cleaned);
+	sp->cleaned = NULL;
+	sp->ncleaned = 0;
+}
+
 struct relay_spool *relay_spool_open(const char *dir, char *err, size_t errlen)
 {
 	struct relay_spool *sp = xcalloc(1, sizeof(*sp));
@@ -275,7 +293,7 @@ struct relay_spool *relay_spool_open(const char *dir, char *err, size_t errlen)
 	free(state_dir);
 	if (rc < 0)
 		goto fail;
-	spool_clean_tmp(sp->tmp_dir);
+	spool_clean_tmp(sp);
 	pthread_mutex_init(&sp->mu, NULL);
 	if (spool_queue_start(sp, &sp->commit, "spool-commit", spool_commit_batch) < 0) {
 		snprintf(err, errlen, "spool: cannot start the commit thread");
@@ -290,11 +308,18 @@ struct relay_spool *relay_spool_open(const char *dir, char *err, size_t errlen)
 	}
 	return sp;
 fail:
+	spool_free_cleaned(sp);
 	free(sp->dir);
 	free(sp->tmp_dir);
 	free(sp->queue_dir);
 	free(sp);
 	return NULL;
+}
+
+size_t relay_spool_unacknowledged(const struct relay_spool *sp, const char *const **qids)
+{
+	*qids = (const char *const *)sp->cleaned;
+	return sp->ncleaned;
 }
 
 void relay_spool_close(struct relay_spool *sp)
@@ -313,6 +338,7 @@ void relay_spool_close(struct relay_spool *sp)
 			free(f);
 	}
 	pthread_mutex_destroy(&sp->mu);
+	spool_free_cleaned(sp);
 	free(sp->dir);
 	free(sp->tmp_dir);
 	free(sp->queue_dir);

@@ -535,6 +535,17 @@ static struct relay *daemon_relay(struct daemon *d)
 	return r;
 }
 
+/* A crash between a record's commit and its file's rename leaves the file
+ * in tmp/ (removed at start: no client heard 250) and a record standing
+ * for no accepted message: it is taken back. */
+static void daemon_retract_unacknowledged(struct daemon *d)
+{
+	const char *const *qids;
+	size_t n = relay_spool_unacknowledged(d->spool, &qids);
+	for (size_t i = 0; i < n; i++)
+		trace_store_retract(d->trace, qids[i]);
+}
+
 /* The spool's riders are trace records: a batch's records go to the trace
  * store's writer while the spool syncs the files, in one transaction. */
 static void *daemon_records_start(void *ctx, void *const *riders, size_t n)
@@ -567,6 +578,7 @@ int daemon_run(struct daemon *d)
 			return 1;
 		}
 		daemon_hold_untraced(d);
+		daemon_retract_unacknowledged(d);
 		const struct relay_riders records = { daemon_records_start, daemon_records_finish,
 			                              d->trace };
 		relay_spool_set_riders(d->spool, &records);
