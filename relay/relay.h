@@ -67,16 +67,20 @@ void relay_envelope_free(struct relay_envelope *env);
 struct relay_spool;  /* process-wide: directories and the commit thread */
 struct relay_spool_file;
 
-/* Opens or creates <dir>/{tmp,queue,state}; removes stale tmp files.
- * Starts the create and commit threads. relay_spool_close() finishes the
+/* Opens or creates <dir>/{tmp,queue,state}; lists the files left in tmp/
+ * (below). Starts the create and commit threads. relay_spool_close() finishes the
  * requests queued, but answers nobody collected by then (their loops are
  * gone) are freed without their callbacks: the caller collects every
  * answer before closing. */
 struct relay_spool *relay_spool_open(const char *dir, char *err, size_t errlen);
 void relay_spool_close(struct relay_spool *sp);
-/* The queue ids of the unacknowledged files relay_spool_open() removed from
- * tmp/ (a crash mid-commit leaves them); the spool keeps the array. */
-size_t relay_spool_unacknowledged(const struct relay_spool *sp, const char *const **qids);
+/* The files relay_spool_open() found in tmp/: never acknowledged (a crash
+ * mid-transaction or mid-commit leaves them), named by queue id. The spool
+ * keeps the array. relay_spool_drop_unacknowledged() removes them, once
+ * the caller has taken back what it wrote for them; call it before the
+ * first create. */
+size_t relay_spool_unacknowledged(const struct relay_spool *sp, const char *const **names);
+void relay_spool_drop_unacknowledged(struct relay_spool *sp);
 const char *relay_spool_dir(const struct relay_spool *sp);
 
 /* A new queue file in two steps, so that an event loop never waits on the
@@ -111,7 +115,8 @@ void relay_spool_commit(struct relay_spool_file *f, void *rider, uv_loop_t *loop
 /* What must be durable in the same step as the queue files (the trace
  * records). For each batch the commit thread calls start() with the
  * riders of its files once their write-back has begun (it must return at
- * once: the files' fsyncs run meanwhile), then finish() once they are
+ * once, the files' fsyncs run meanwhile, and it cannot fail: what it
+ * returns, whatever it is, goes to finish()), then finish() once they are
  * synced, which waits and sets status[i] for riders[i]; only then are the
  * files renamed into queue/. A file whose rider failed is not queued, and
  * its owner hears that status. Set once, before the first commit. */

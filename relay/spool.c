@@ -63,8 +63,8 @@ struct relay_spool {
 	struct relay_spool_file *finished; /* waiting for their loop */
 	bool stopping;
 	struct relay_riders riders;        /* set before the first commit */
-	char **cleaned;                    /* queue ids found in tmp/ at open */
-	size_t ncleaned;
+	char **leftover;                   /* names found in tmp/ at open */
+	size_t nleftover;
 };
 
 static void spool_path(char *out, size_t len, const char *dir, const char *qid)
@@ -72,30 +72,48 @@ static void spool_path(char *out, size_t len, const char *dir, const char *qid)
 	snprintf(out, len, "%s/%s", dir, qid);
 }
 
-/* Files in tmp/ were never acknowledged: the client got no 250 and will
- * send again, so they can go. Their names are kept for the owner (a
- * record written for one of them stands for no accepted message). */
-static void spool_clean_tmp(struct relay_spool *sp)
+/* Files in tmp/ at start were never acknowledged: the client got no 250
+ * and will send again, so they can go, once their owner has taken back
+ * whatever it wrote for them (relay_spool_drop_unacknowledged). */
+static void spool_list_tmp(struct relay_spool *sp)
 {
-	const char *tmp_dir = sp->tmp_dir;
-	DIR *d = opendir(tmp_dir);
+	DIR *d = opendir(sp->tmp_dir);
 	if (!d)
 		return;
 	struct dirent *e;
 	while ((e = readdir(d)) != NULL) {
 		if (e->d_name[0] == '.')
 			continue;
-		char path[4096];
-		snprintf(path, sizeof(path), "%s/%s", tmp_dir, e->d_name);
-		if (unlink(path) != 0)
-			continue;
-		log_info("event=spool_clean file=%s reason=unacknowledged", path);
-		if (strlen(e->d_name) == ID_LEN) {
-			sp->cleaned = xrealloc(sp->cleaned, (sp->ncleaned + 1) * sizeof(*sp->cleaned));
-			sp->cleaned[sp->ncleaned++] = str_dup(e->d_name);
-		}
+		sp->leftover = xrealloc(sp->leftover, (sp->nleftover + 1) * sizeof(*sp->leftover));
+		sp->leftover[sp->nleftover++] = str_dup(e->d_name);
 	}
 	closedir(d);
+}
+
+static void spool_free_leftover(struct relay_spool *sp)
+{
+	for (size_t i = 0; i < sp->nleftover; i++)
+		free(sp->leftover[i]);
+	free(sp->leftover);
+	sp->leftover = NULL;
+	sp->nleftover = 0;
+}
+
+size_t relay_spool_unacknowledged(const struct relay_spool *sp, const char *const **names)
+{
+	*names = (const char *const *)sp->leftover;
+	return sp->nleftover;
+}
+
+void relay_spool_drop_unacknowledged(struct relay_spool *sp)
+{
+	for (size_t i = 0; i < sp->nleftover; i++) {
+		char path[4096];
+		spool_path(path, sizeof(path), sp->tmp_dir, sp->leftover[i]);
+		if (unlink(path) == 0)
+			log_info("event=spool_clean file=%s reason=unacknowledged", path);
+	}
+	spool_free_leftover(sp);
 }
 
 /* The riders of a batch, between start() and finish(). */
@@ -179,10 +197,15 @@ static void spool_commit_batch(struct relay_spool *sp, struct relay_spool_file *
 	int rc = renamed ? file_sync_dir(sp->queue_dir) : 0;
 	for (struct relay_spool_file *f = batch; f; f = f->next) {
 		if (f->status == 0 && rc < 0) {
-			/* The rename may not survive a crash: do not claim it did. The
-			 * file stays in queue/ and will be delivered; the client's retry
-			 * may duplicate it, which is better than a loss. */
+			/* The rename may not survive a crash: do not claim it did.
+			 * The client hears 4xx and sends again, so the file goes
+			 * (and its owner takes back its record). Should the unlink
+			 * not survive a crash either, the file is back without a
+			 * record and the start-up check holds it. */
 			f->status = rc;
+			char path[4096];
+			spool_path(path, sizeof(path), sp->queue_dir, f->qid);
+			unlink(path);
 		}
 		close(f->fd);
 		f->fd = -1;
@@ -267,15 +290,6 @@ static void spool_stop(struct relay_spool *sp, bool create_started, bool commit_
 	}
 }
 
-static void spool_free_cleaned(struct relay_spool *sp)
-{
-	for (size_t i = 0; i < sp->ncleaned; i++)
-		free(sp->cleaned[i]);
-	free(sp->cleaned);
-	sp->cleaned = NULL;
-	sp->ncleaned = 0;
-}
-
 struct relay_spool *relay_spool_open(const char *dir, char *err, size_t errlen)
 {
 	struct relay_spool *sp = xcalloc(1, sizeof(*sp));
@@ -293,7 +307,7 @@ struct relay_spool *relay_spool_open(const char *dir, char *err, size_t errlen)
 	free(state_dir);
 	if (rc < 0)
 		goto fail;
-	spool_clean_tmp(sp);
+	spool_list_tmp(sp);
 	pthread_mutex_init(&sp->mu, NULL);
 	if (spool_queue_start(sp, &sp->commit, "spool-commit", spool_commit_batch) < 0) {
 		snprintf(err, errlen, "spool: cannot start the commit thread");
@@ -308,7 +322,7 @@ struct relay_spool *relay_spool_open(const char *dir, char *err, size_t errlen)
 	}
 	return sp;
 fail:
-	spool_free_cleaned(sp);
+	spool_free_leftover(sp);
 	free(sp->dir);
 	free(sp->tmp_dir);
 	free(sp->queue_dir);
@@ -316,11 +330,6 @@ fail:
 	return NULL;
 }
 
-size_t relay_spool_unacknowledged(const struct relay_spool *sp, const char *const **qids)
-{
-	*qids = (const char *const *)sp->cleaned;
-	return sp->ncleaned;
-}
 
 void relay_spool_close(struct relay_spool *sp)
 {
@@ -338,7 +347,7 @@ void relay_spool_close(struct relay_spool *sp)
 			free(f);
 	}
 	pthread_mutex_destroy(&sp->mu);
-	spool_free_cleaned(sp);
+	spool_free_leftover(sp);
 	free(sp->dir);
 	free(sp->tmp_dir);
 	free(sp->queue_dir);

@@ -536,14 +536,19 @@ static struct relay *daemon_relay(struct daemon *d)
 }
 
 /* A crash between a record's commit and its file's rename leaves the file
- * in tmp/ (removed at start: no client heard 250) and a record standing
- * for no accepted message: it is taken back. */
-static void daemon_retract_unacknowledged(struct daemon *d)
+ * in tmp/ (no client heard 250) and a record standing for no accepted
+ * message. The records are taken back (durably: an empty batch waits for
+ * the transaction) before the files go, so a second crash loses neither. */
+static void daemon_drop_unacknowledged(struct daemon *d)
 {
-	const char *const *qids;
-	size_t n = relay_spool_unacknowledged(d->spool, &qids);
-	for (size_t i = 0; i < n; i++)
-		trace_store_retract(d->trace, qids[i]);
+	const char *const *names;
+	size_t n = relay_spool_unacknowledged(d->spool, &names);
+	if (n && d->trace) {
+		for (size_t i = 0; i < n; i++)
+			trace_store_retract(d->trace, names[i]);
+		trace_store_write(d->trace, NULL, 0);
+	}
+	relay_spool_drop_unacknowledged(d->spool);
 }
 
 /* The spool's riders are trace records: a batch's records go to the trace
@@ -578,13 +583,13 @@ int daemon_run(struct daemon *d)
 			return 1;
 		}
 		daemon_hold_untraced(d);
-		daemon_retract_unacknowledged(d);
 		const struct relay_riders records = { daemon_records_start, daemon_records_finish,
 			                              d->trace };
 		relay_spool_set_riders(d->spool, &records);
 	} else {
 		log_warn("event=trace_disabled note=\"messages are accepted without a trace record\"");
 	}
+	daemon_drop_unacknowledged(d);
 	d->relay = daemon_relay(d);
 	if (!d->relay)
 		return 1;

@@ -56,6 +56,7 @@ struct trace_store {
 	sqlite3 *db;                 /* the writer thread's alone after open */
 	sqlite3_stmt *ins_message, *ins_rcpt, *ins_reject, *upd_delivery;
 	sqlite3_stmt *del_rcpts, *del_message;
+	sqlite3_stmt *begin, *commit;   /* prepared once: a batch is often small */
 	pthread_t thread;
 	pthread_mutex_t mu;          /* guards what follows */
 	pthread_cond_t cv;           /* for the writer */
@@ -65,6 +66,7 @@ struct trace_store {
 	struct timespec pending_since;          /* CLOCK_MONOTONIC, of the oldest */
 	uint64_t commits;
 	bool stopping;
+	bool writer_gone;            /* nothing submitted now would be written */
 };
 
 /* ---- deep copies --------------------------------------------------------- */
@@ -358,10 +360,10 @@ static bool batch_rolled_back(struct trace_store *ts)
  * that cannot be written fails alone; one that would leave half a record
  * behind, or a failed commit, fails them all: nothing of it is on disk.
  * Refusals and delivery results are statistics and may be lost; records
- * cannot, so their owners hear. */
-static void write_all(struct trace_store *ts, struct trace_batch *batches, struct item *items)
+ * cannot, so their owners hear. Returns whether it committed. */
+static bool write_all(struct trace_store *ts, struct trace_batch *batches, struct item *items)
 {
-	bool ok = trace__db_exec(ts->db, "BEGIN IMMEDIATE", NULL, 0) == 0;
+	bool ok = step_done(ts->begin) == 0;
 	if (!ok)
 		log_db_error(ts, "begin", NULL);
 	for (struct trace_batch *b = batches; ok && b; b = b->next) {
@@ -378,22 +380,51 @@ static void write_all(struct trace_store *ts, struct trace_batch *batches, struc
 		write_item(ts, it);
 		ok = !batch_rolled_back(ts);
 	}
-	if (ok && trace__db_exec(ts->db, "COMMIT", NULL, 0) < 0) {
+	if (ok && step_done(ts->commit) < 0) {
 		log_db_error(ts, "commit", NULL);
 		ok = false;
 	}
 	if (!ok && !sqlite3_get_autocommit(ts->db))
 		(void)trace__db_exec(ts->db, "ROLLBACK", NULL, 0);
 	if (ok)
-		return;
+		return true;
 	for (struct trace_batch *b = batches; b; b = b->next)
 		for (size_t i = 0; i < b->n; i++)
 			b->v[i]->status = -EIO;
 	size_t lost = 0;
 	for (struct item *it = items; it; it = it->next)
-		lost++;
+		lost += it->kind != ITEM_RETRACT;   /* these are tried again */
 	if (lost)
 		log_err("event=trace_store_lost items=%zu", lost);
+	return false;
+}
+
+/* Under ts->mu: after a failed transaction, retractions go back to the
+ * head of the queue (a record that stands for no accepted message must
+ * not stay); the rest is freed. */
+static void keep_retractions(struct trace_store *ts, struct item *items)
+{
+	struct item *keep = NULL, **tail = &keep, *next;
+	for (struct item *it = items; it; it = next) {
+		next = it->next;
+		if (it->kind == ITEM_RETRACT) {
+			*tail = it;
+			tail = &it->next;
+		} else {
+			item_free(it);
+		}
+	}
+	if (!keep)
+		return;
+	*tail = ts->pending;
+	if (!ts->pending) {
+		ts->pending_tail = tail;
+		/* due again in about a second, not at once: a broken store
+		 * fails fast */
+		clock_gettime(CLOCK_MONOTONIC, &ts->pending_since);
+		ts->pending_since.tv_sec += 1;
+	}
+	ts->pending = keep;
 }
 
 struct trace_batch *trace_store_submit(struct trace_store *ts, struct trace_entry *const *v,
@@ -403,6 +434,13 @@ struct trace_batch *trace_store_submit(struct trace_store *ts, struct trace_entr
 	b->v = v;
 	b->n = n;
 	pthread_mutex_lock(&ts->mu);
+	if (ts->writer_gone) {
+		for (size_t i = 0; i < n; i++)
+			v[i]->status = -ESHUTDOWN;
+		b->done = true;
+		pthread_mutex_unlock(&ts->mu);
+		return b;
+	}
 	*ts->batches_tail = b;
 	ts->batches_tail = &b->next;
 	pthread_cond_signal(&ts->cv);
@@ -471,16 +509,20 @@ static void *writer_main(void *arg)
 		ts->pending_tail = &ts->pending;
 		pthread_mutex_unlock(&ts->mu);
 
-		write_all(ts, batches, items);
-		items_free(items);
+		bool ok = write_all(ts, batches, items);
 
 		pthread_mutex_lock(&ts->mu);
+		if (ok || ts->stopping)
+			items_free(items);
+		else
+			keep_retractions(ts, items);
 		ts->commits++;
 		for (struct trace_batch *b = batches; b; b = b->next)
 			b->done = true;
 		if (batches)
 			pthread_cond_broadcast(&ts->done_cv);
 	}
+	ts->writer_gone = true;
 	pthread_mutex_unlock(&ts->mu);
 	return NULL;
 }
@@ -519,6 +561,8 @@ static int prepare_all(struct trace_store *ts)
 		{ upd_delivery, &ts->upd_delivery },
 		{ del_rcpts, &ts->del_rcpts },
 		{ del_message, &ts->del_message },
+		{ "BEGIN IMMEDIATE", &ts->begin },
+		{ "COMMIT", &ts->commit },
 	};
 	for (size_t i = 0; i < ARRAY_LEN(all); i++) {
 		if (sqlite3_prepare_v3(ts->db, all[i].sql, -1, SQLITE_PREPARE_PERSISTENT,
@@ -536,6 +580,8 @@ static void finalize_all(struct trace_store *ts)
 	sqlite3_finalize(ts->upd_delivery);
 	sqlite3_finalize(ts->del_rcpts);
 	sqlite3_finalize(ts->del_message);
+	sqlite3_finalize(ts->begin);
+	sqlite3_finalize(ts->commit);
 }
 
 struct trace_store *trace_store_open(const char *path, char *err, size_t errlen)

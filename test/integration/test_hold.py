@@ -45,6 +45,8 @@ def test_record_of_unacknowledged_file_is_taken_back(make_postern, sink):
     accepted message: at start the file goes and so does the record; other
     records stay."""
     p = make_postern(downstream=f"smtp://127.0.0.1:{sink.port}")
+    # The listeners accept before the store is open: wait for its schema.
+    wait_for(lambda: "event=started" in p.logtext(), 10, what="the daemon started")
     p.stop()
     db = sqlite3.connect(p.trace_db)
     now = int(time.time())

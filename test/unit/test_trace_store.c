@@ -689,7 +689,8 @@ START_TEST(group_commit)
 END_TEST
 
 /* A record whose queue file failed after it was written is taken back,
- * recipients and all; the others stay, and an unknown queue id is no harm. */
+ * recipients and all, even when the first transaction to carry the
+ * retraction fails; the others stay, and an unknown queue id is no harm. */
 START_TEST(retract)
 {
 	fresh_dir();
@@ -699,9 +700,19 @@ START_TEST(retract)
 	struct fake *f = fakes_make(3);
 	int status[3];
 	write_all(ts, f, 3, status, false);
-	trace_store_retract(ts, f[0].r.qid);
 	trace_store_retract(ts, "Q0NOSUCHQUEUEID0");
-	trace_store_close(ts);   /* writes what waits */
+	/* A transaction that fails keeps the retraction for the next one (the
+	 * batch comes well within the 100 ms a retraction waits for one). */
+	int more[1];
+	struct fake *g = fakes_make(4);
+	trace_store_retract(ts, f[0].r.qid);
+	write_all(ts, g + 3, 1, more, true);
+	ck_assert_int_eq(more[0], -EIO);
+	ck_assert(row_visible(f[0].r.qid));
+	trace_store_write(ts, NULL, 0);   /* an empty batch: a transaction to wait for */
+	ck_assert(!row_visible(f[0].r.qid));
+	trace_store_close(ts);
+	free(g);
 	struct trace_query q = { 0 };
 	struct hits h;
 	ck_assert_int_eq(lookup(&q, &h), 2);
@@ -973,6 +984,8 @@ START_TEST(migration_from_v1)
 	                        " AND sql LIKE '%WITHOUT ROWID%'"), 1);
 	ck_assert_int_eq(db_int("SELECT count(*) FROM sqlite_master WHERE name = 'messages_cert_fp'"
 	                        " AND sql LIKE '%WHERE cert_fp IS NOT NULL%'"), 1);
+	ck_assert_int_eq(db_int("SELECT count(*) FROM sqlite_master"
+	                        " WHERE name = 'message_rcpts_rcpt'"), 1);
 	ck_assert_int_eq(db_int("SELECT count(*) FROM sqlite_master WHERE type = 'index'"
 	                        " AND name LIKE 'messages_%'"), 8);
 
