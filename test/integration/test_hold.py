@@ -16,9 +16,17 @@ def queue_file(qid, sender, rcpt, body):
             f"rcpt {rcpt}\n\n").encode() + body
 
 
-def test_untraced_queue_file_is_held(make_postern, sink):
+def start_and_stop(make_postern, sink):
+    """A daemon that made its spool and trace store, stopped."""
     p = make_postern(downstream=f"smtp://127.0.0.1:{sink.port}")
+    # The listeners accept before the spool and the store are open.
+    wait_for(lambda: "event=started" in p.logtext(), 10, what="the daemon started")
     p.stop()
+    return p
+
+
+def test_untraced_queue_file_is_held(make_postern, sink):
+    p = start_and_stop(make_postern, sink)
     q = os.path.join(p.spool, "queue")
     files = {
         "J0UNTRACED000001": queue_file("J0UNTRACED000001", "alice@mx.test", "r@example.net",
@@ -44,10 +52,7 @@ def test_record_of_unacknowledged_file_is_taken_back(make_postern, sink):
     file in tmp/ (no client heard 250) and a record standing for no
     accepted message: at start the file goes and so does the record; other
     records stay."""
-    p = make_postern(downstream=f"smtp://127.0.0.1:{sink.port}")
-    # The listeners accept before the store is open: wait for its schema.
-    wait_for(lambda: "event=started" in p.logtext(), 10, what="the daemon started")
-    p.stop()
+    p = start_and_stop(make_postern, sink)
     db = sqlite3.connect(p.trace_db)
     now = int(time.time())
     for i, qid in enumerate(("J0CRASHEDMIDWAY1", "J0ACCEPTEDEARLY1")):
