@@ -485,9 +485,22 @@ def cost_row(label, sc, with_srv, without_srv, limit):
     rng = f" [{min(costs):+.1f}..{max(costs):+.1f}]" if len(costs) > 1 else ""
     rows.append((label, cell(with_srv, sc, "msgs_per_s"), cell(without_srv, sc, "msgs_per_s"),
                  f"{cost:+.1f}%{rng}", f"<= {limit}%", "met" if cost <= limit else "MISSED"))
+# The same pairing for server CPU per message: steadier than throughput on
+# a shared machine, shown beside it (no target of its own).
+def cpu_row(label, sc, with_srv, without_srv):
+    a = byround.get((with_srv, sc, "cpu_per_1000"), {})
+    b = byround.get((without_srv, sc, "cpu_per_1000"), {})
+    costs = [(a[r] / b[r] - 1) * 100 for r in a if b.get(r)]
+    if not costs:
+        return
+    rng = f" [{min(costs):+.1f}..{max(costs):+.1f}]" if len(costs) > 1 else ""
+    rows.append((label, cell(with_srv, sc, "cpu_per_1000", 3), cell(without_srv, sc, "cpu_per_1000", 3),
+                 f"{statistics.median(costs):+.1f}%{rng}", "", ""))
 for n in a_conns:
     cost_row(f"(e) trace store cost, a{n} (with | without)", f"a{n}", "postern-full", "postern-notrace", 10)
+    cpu_row(f"    trace store CPU s per 1000 msgs, a{n}", f"a{n}", "postern-full", "postern-notrace")
     cost_row(f"(e) policy layer cost, a{n} (with | without)", f"a{n}", "postern-notrace", "postern-bare", 5)
+    cpu_row(f"    policy layer CPU s per 1000 msgs, a{n}", f"a{n}", "postern-notrace", "postern-bare")
 
 w = [max(len(r[i]) for r in rows + [("scenario", "Postern", "Postfix", "ratio", "target", "")]) for i in range(6)]
 hdr = ("scenario", "Postern", "Postfix", "ratio", "target", "")
