@@ -105,7 +105,7 @@ void relay_spool_abort(struct relay_spool_file *f);
 
 /* Makes the message durable and moves it to queue/: fsync of the file, rename,
  * fsync of queue/. Batched with other commits in flight (group commit).
- * `rider` (or NULL) goes to the spool's rider writer, below, with the
+ * `rider` (or NULL) goes to the spool's riders (below) with the
  * batch. done(status, arg) runs later on `loop` (0 or -errno); the file is
  * taken either way. */
 typedef void (*relay_commit_cb)(int status, void *arg);
