@@ -135,7 +135,7 @@ static uint16_t fresh_id(struct dns_resolver *r)
 			/* Unpredictable ids are what stands between a spoofer and
 			 * our verdicts, so they come from the kernel, in batches. */
 			if (getrandom(r->ids, sizeof(r->ids), 0) != (ssize_t)sizeof(r->ids))
-				fatal("event=dns-error reason=getrandom errno=%d", errno);
+				fatal("event=dns_error reason=getrandom errno=%d", errno);
 			r->nids = ARRAY_LEN(r->ids);
 		}
 		uint16_t id = r->ids[--r->nids];
@@ -198,7 +198,7 @@ int dns__query(struct dns_resolver *r, const char *name, ldns_rr_type type,
 		return -EINVAL;
 	ldns_pkt *pkt = ldns_pkt_query_new(ldns_rdf_clone(qname), type, LDNS_RR_CLASS_IN, LDNS_RD);
 	if (!pkt)
-		fatal("event=dns-error reason=out-of-memory");
+		fatal("event=dns_error reason=out_of_memory");
 	struct dns__q *q = xcalloc(1, sizeof(*q));
 	q->r = r;
 	q->id = fresh_id(r);
@@ -304,7 +304,7 @@ static void on_recv(uv_udp_t *u, ssize_t nread, const uv_buf_t *buf,
 		r->cur = server;
 		query_finish(q, reply_status(q, p), p);
 	} else {
-		log_debug("event=dns-stray id=%u", (unsigned)ldns_pkt_id(p));
+		log_debug("event=dns_stray id=%u", (unsigned)ldns_pkt_id(p));
 	}
 	ldns_pkt_free(p);
 }

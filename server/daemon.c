@@ -538,7 +538,8 @@ static struct relay *daemon_relay(struct daemon *d)
 /* A crash between a record's commit and its file's rename leaves the file
  * in tmp/ (no client heard 250) and a record standing for no accepted
  * message. The records are taken back (durably: an empty batch waits for
- * the transaction) before the files go, so a second crash loses neither. */
+ * the transaction) before the files go, so a second crash loses neither;
+ * if the store cannot write, the files stay for the next start. */
 static void daemon_drop_unacknowledged(struct daemon *d)
 {
 	const char *const *names;
@@ -546,7 +547,11 @@ static void daemon_drop_unacknowledged(struct daemon *d)
 	if (n && d->trace) {
 		for (size_t i = 0; i < n; i++)
 			trace_store_retract(d->trace, names[i]);
-		trace_store_write(d->trace, NULL, 0);
+		if (trace_store_write(d->trace, NULL, 0) < 0) {
+			log_warn("event=spool_clean files=%zu note=\"kept in tmp/ until their records"
+			         " can be taken back\"", n);
+			return;
+		}
 	}
 	relay_spool_drop_unacknowledged(d->spool);
 }

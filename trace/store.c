@@ -49,6 +49,7 @@ struct trace_batch {
 	struct trace_entry *const *v;
 	size_t n;
 	bool done;
+	int status;                  /* of the transaction that carried it */
 	struct trace_batch *next;
 };
 
@@ -437,6 +438,7 @@ struct trace_batch *trace_store_submit(struct trace_store *ts, struct trace_entr
 	if (ts->writer_gone) {
 		for (size_t i = 0; i < n; i++)
 			v[i]->status = -ESHUTDOWN;
+		b->status = -ESHUTDOWN;
 		b->done = true;
 		pthread_mutex_unlock(&ts->mu);
 		return b;
@@ -448,18 +450,20 @@ struct trace_batch *trace_store_submit(struct trace_store *ts, struct trace_entr
 	return b;
 }
 
-void trace_store_wait(struct trace_store *ts, struct trace_batch *b)
+int trace_store_wait(struct trace_store *ts, struct trace_batch *b)
 {
 	pthread_mutex_lock(&ts->mu);
 	while (!b->done)
 		pthread_cond_wait(&ts->done_cv, &ts->mu);
 	pthread_mutex_unlock(&ts->mu);
+	int status = b->status;
 	free(b);
+	return status;
 }
 
-void trace_store_write(struct trace_store *ts, struct trace_entry *const *v, size_t n)
+int trace_store_write(struct trace_store *ts, struct trace_entry *const *v, size_t n)
 {
-	trace_store_wait(ts, trace_store_submit(ts, v, n));
+	return trace_store_wait(ts, trace_store_submit(ts, v, n));
 }
 
 /* Under ts->mu: whether the oldest waiting item has waited LAZY_NS;
@@ -517,8 +521,10 @@ static void *writer_main(void *arg)
 		else
 			keep_retractions(ts, items);
 		ts->commits++;
-		for (struct trace_batch *b = batches; b; b = b->next)
+		for (struct trace_batch *b = batches; b; b = b->next) {
+			b->status = ok ? 0 : -EIO;
 			b->done = true;
+		}
 		if (batches)
 			pthread_cond_broadcast(&ts->done_cv);
 	}

@@ -200,16 +200,17 @@ int trace_entry_status(const struct trace_entry *e);
 void trace_entry_free(struct trace_entry *e);
 /* Hands the entries to the store's writer thread and returns at once: they
  * are written in one transaction with whatever else is waiting (other
- * batches, refusals, delivery results). trace_store_wait() blocks until
- * that transaction is durable or failed, sets each entry's status and
- * frees the batch; the entries and the array must live until then. Both
+ * batches, refusals, delivery results, retractions). trace_store_wait()
+ * blocks until that transaction is durable or failed, sets each entry's
+ * status, frees the batch and returns 0 if the transaction committed,
+ * -EIO if not; the entries and the array must live until then. Both
  * block or may: for a thread of their own, never an event loop.
  * trace_store_write() is the two in one. Thread-safe. */
 struct trace_batch;
 struct trace_batch *trace_store_submit(struct trace_store *ts, struct trace_entry *const *v,
                                        size_t n);
-void trace_store_wait(struct trace_store *ts, struct trace_batch *b);
-void trace_store_write(struct trace_store *ts, struct trace_entry *const *v, size_t n);
+int trace_store_wait(struct trace_store *ts, struct trace_batch *b);
+int trace_store_write(struct trace_store *ts, struct trace_entry *const *v, size_t n);
 /* Fire and forget: refused attempts and delivery results. Thread-safe. */
 void trace_store_reject(struct trace_store *ts, const struct trace_reject *r);
 void trace_store_delivery(struct trace_store *ts, const struct trace_delivery *d);

@@ -133,9 +133,10 @@ static bool row_visible(const char *qid)
 
 /* Writes f[0..n) as one batch; their statuses go to status[]. With
  * fail_writes no file may grow meanwhile (as on a full disk); no
- * ck_assert runs then, for Check itself could not write. */
-static void write_all(struct trace_store *ts, struct fake *f, size_t n, int *status,
-                      bool fail_writes)
+ * ck_assert runs then, for Check itself could not write. Returns what
+ * trace_store_write() did: 0 if the transaction committed. */
+static int write_all(struct trace_store *ts, struct fake *f, size_t n, int *status,
+                     bool fail_writes)
 {
 	struct trace_entry **v = xcalloc(n ? n : 1, sizeof(*v));
 	for (size_t i = 0; i < n; i++) {
@@ -149,7 +150,7 @@ static void write_all(struct trace_store *ts, struct fake *f, size_t n, int *sta
 		signal(SIGXFSZ, SIG_IGN);
 		setrlimit(RLIMIT_FSIZE, &tiny);
 	}
-	trace_store_write(ts, v, n);
+	int rc = trace_store_write(ts, v, n);
 	if (fail_writes)
 		setrlimit(RLIMIT_FSIZE, &saved);
 	for (size_t i = 0; i < n; i++) {
@@ -157,6 +158,7 @@ static void write_all(struct trace_store *ts, struct fake *f, size_t n, int *sta
 		trace_entry_free(v[i]);
 	}
 	free(v);
+	return rc;
 }
 
 static struct fake *fakes_make(size_t n)
@@ -706,10 +708,10 @@ START_TEST(retract)
 	int more[1];
 	struct fake *g = fakes_make(4);
 	trace_store_retract(ts, f[0].r.qid);
-	write_all(ts, g + 3, 1, more, true);
+	ck_assert_int_eq(write_all(ts, g + 3, 1, more, true), -EIO);
 	ck_assert_int_eq(more[0], -EIO);
 	ck_assert(row_visible(f[0].r.qid));
-	trace_store_write(ts, NULL, 0);   /* an empty batch: a transaction to wait for */
+	ck_assert_int_eq(trace_store_write(ts, NULL, 0), 0);   /* an empty batch: a transaction to wait for */
 	ck_assert(!row_visible(f[0].r.qid));
 	trace_store_close(ts);
 	free(g);
