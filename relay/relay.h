@@ -119,10 +119,14 @@ void relay_spool_commit(struct relay_spool_file *f, void *rider, uv_loop_t *loop
  * returns, whatever it is, goes to finish()), then finish() once they are
  * synced, which waits and sets status[i] for riders[i]; only then are the
  * files renamed into queue/. A file whose rider failed is not queued, and
- * its owner hears that status. Set once, before the first commit. */
+ * its owner hears that status. A rider that was written for a file that
+ * then failed (its fsync, its rename, the fsync of queue/) goes to
+ * cancel(), which takes it back before the owner hears. Set once, before
+ * the first commit. */
 struct relay_riders {
 	void *(*start)(void *ctx, void *const *riders, size_t n);
 	void (*finish)(void *ctx, void *started, void *const *riders, int *status, size_t n);
+	void (*cancel)(void *ctx, void *const *riders, size_t n);
 	void *ctx;
 };
 void relay_spool_set_riders(struct relay_spool *sp, const struct relay_riders *riders);

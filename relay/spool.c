@@ -164,13 +164,31 @@ static void riders_finish(struct relay_spool *sp, struct relay_spool_file *batch
 		if (status != 0 && f->status == 0)
 			f->status = status;
 	}
+}
+
+/* Riders written for files that then failed (fsync, rename, fsync of
+ * queue/) are taken back before their owners hear; then the run ends. */
+static void riders_end(struct relay_spool *sp, struct relay_spool_file *batch,
+                       struct rider_run *run)
+{
+	if (!run->v)
+		return;
+	size_t i = 0, n = 0;
+	for (struct relay_spool_file *f = batch; f; f = f->next) {
+		if (!f->rider)
+			continue;
+		if (run->status[i++] == 0 && f->status != 0)
+			run->v[n++] = f->rider;   /* reuses the array: n <= i */
+	}
+	if (n)
+		sp->riders.cancel(sp->riders.ctx, run->v, n);
 	free(run->v);
 	free(run->status);
 }
 
 /* Commits one batch; called without the lock. The riders are written
  * while the files are synced; a file whose rider failed never reaches
- * queue/. */
+ * queue/, and a rider whose file failed is taken back. */
 static void spool_commit_batch(struct relay_spool *sp, struct relay_spool_file *batch)
 {
 	struct rider_run run;
@@ -199,7 +217,7 @@ static void spool_commit_batch(struct relay_spool *sp, struct relay_spool_file *
 		if (f->status == 0 && rc < 0) {
 			/* The rename may not survive a crash: do not claim it did.
 			 * The client hears 4xx and sends again, so the file goes
-			 * (and its owner takes back its record). Should the unlink
+			 * (and its rider is taken back). Should the unlink
 			 * not survive a crash either, the file is back without a
 			 * record and the start-up check holds it. */
 			f->status = rc;
@@ -210,6 +228,7 @@ static void spool_commit_batch(struct relay_spool *sp, struct relay_spool_file *
 		close(f->fd);
 		f->fd = -1;
 	}
+	riders_end(sp, batch, &run);
 }
 
 /* Creating files has a thread of its own, not libuv's shared pool: a
@@ -329,7 +348,6 @@ fail:
 	free(sp);
 	return NULL;
 }
-
 
 void relay_spool_close(struct relay_spool *sp)
 {

@@ -537,17 +537,15 @@ static struct relay *daemon_relay(struct daemon *d)
 
 /* A crash between a record's commit and its file's rename leaves the file
  * in tmp/ (no client heard 250) and a record standing for no accepted
- * message. The records are taken back (durably: an empty batch waits for
- * the transaction) before the files go, so a second crash loses neither;
- * if the store cannot write, the files stay for the next start. */
+ * message. The records are taken back, durably, before the files go, so
+ * a second crash loses neither; if the store cannot write, the files
+ * stay for the next start. */
 static void daemon_drop_unacknowledged(struct daemon *d)
 {
 	const char *const *names;
 	size_t n = relay_spool_unacknowledged(d->spool, &names);
 	if (n && d->trace) {
-		for (size_t i = 0; i < n; i++)
-			trace_store_retract(d->trace, names[i]);
-		if (trace_store_write(d->trace, NULL, 0) < 0) {
+		if (trace_store_retract_now(d->trace, names, n) < 0) {
 			log_warn("event=spool_clean files=%zu note=\"kept in tmp/ until their records"
 			         " can be taken back\"", n);
 			return;
@@ -571,6 +569,18 @@ static void daemon_records_finish(void *ctx, void *started, void *const *riders,
 		status[i] = trace_entry_status(riders[i]);
 }
 
+/* Records written for files that then failed: a record stands for an
+ * accepted message, so they go before the clients hear 451. */
+static void daemon_records_cancel(void *ctx, void *const *riders, size_t n)
+{
+	const char **qids = xcalloc(n, sizeof(*qids));
+	for (size_t i = 0; i < n; i++)
+		qids[i] = trace_entry_qid(riders[i]);
+	if (trace_store_retract_now(ctx, qids, n) < 0)
+		log_err("event=trace_error op=retract records=%zu note=\"tried again\"", n);
+	free(qids);
+}
+
 int daemon_run(struct daemon *d)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -589,7 +599,7 @@ int daemon_run(struct daemon *d)
 		}
 		daemon_hold_untraced(d);
 		const struct relay_riders records = { daemon_records_start, daemon_records_finish,
-			                              d->trace };
+			                              daemon_records_cancel, d->trace };
 		relay_spool_set_riders(d->spool, &records);
 	} else {
 		log_warn("event=trace_disabled note=\"messages are accepted without a trace record\"");

@@ -170,8 +170,8 @@ static void data_committed(int status, void *arg)
 	if (untraced)
 		log_err("event=trace_error qid=%s error=\"%s\" queued=no", cc->qid,
 		        strerror(-trace_entry_status(cc->record)));
-	else if (status != 0 && cc->record)
-		trace_store_retract(d->trace, cc->qid);   /* written, but not accepted */
+	else if (status != 0)
+		log_err("event=spool_error qid=%s error=\"commit: %s\"", cc->qid, strerror(-status));
 	struct session *s = worker_find_session(cc->w, cc->sid);
 	if (!s) {
 		if (status == 0)
@@ -188,8 +188,6 @@ static void data_committed(int status, void *arg)
 	} else if (untraced) {
 		session_error(s, 451, "4.3.0", "Error: cannot record the message; try again later");
 	} else {
-		log_err("event=spool_error sid=%s qid=%s error=\"commit: %s\"", s->sid, cc->qid,
-		        strerror(-status));
 		session_trace_reject(s, "DATA", "queue_error", 451, "4.3.0", "queue file write error",
 		                     NULL);
 		session_error(s, 451, "4.3.0", "Error: queue file write error");

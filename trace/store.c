@@ -150,6 +150,11 @@ int trace_entry_status(const struct trace_entry *e)
 	return e->status;
 }
 
+const char *trace_entry_qid(const struct trace_entry *e)
+{
+	return e->rec.qid;
+}
+
 void trace_entry_free(struct trace_entry *e)
 {
 	if (!e)
@@ -464,6 +469,14 @@ int trace_store_wait(struct trace_store *ts, struct trace_batch *b)
 int trace_store_write(struct trace_store *ts, struct trace_entry *const *v, size_t n)
 {
 	return trace_store_wait(ts, trace_store_submit(ts, v, n));
+}
+
+int trace_store_retract_now(struct trace_store *ts, const char *const *qids, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		trace_store_retract(ts, qids[i]);
+	/* An empty batch: a transaction to wait for, carrying them. */
+	return trace_store_write(ts, NULL, 0);
 }
 
 /* Under ts->mu: whether the oldest waiting item has waited LAZY_NS;

@@ -197,6 +197,7 @@ struct trace_entry *trace_entry_new(const struct trace_record *rec);
 /* 0 once written; -EIO when it could not be (the message must not be
  * accepted); -EINPROGRESS before. */
 int trace_entry_status(const struct trace_entry *e);
+const char *trace_entry_qid(const struct trace_entry *e);
 void trace_entry_free(struct trace_entry *e);
 /* Hands the entries to the store's writer thread and returns at once: they
  * are written in one transaction with whatever else is waiting (other
@@ -216,8 +217,12 @@ void trace_store_reject(struct trace_store *ts, const struct trace_reject *r);
 void trace_store_delivery(struct trace_store *ts, const struct trace_delivery *d);
 /* Takes back the record of a message that was not accepted after all (its
  * queue file failed after the record was written): a record stands for an
- * accepted message only. Fire and forget, like the two above. */
+ * accepted message only. Fire and forget, like the two above: a failed
+ * transaction keeps it for the next. trace_store_retract_now() retracts n
+ * records and waits for the transaction: 0 once they are gone on disk,
+ * -EIO if not (they are tried again). It blocks, like trace_store_write. */
 void trace_store_retract(struct trace_store *ts, const char *qid);
+int trace_store_retract_now(struct trace_store *ts, const char *const *qids, size_t n);
 
 /* ---- lookups and statistics (read-only, for the operator's tool) -------- */
 

@@ -66,6 +66,9 @@ def test_record_of_unacknowledged_file_is_taken_back(make_postern, sink):
     with open(os.path.join(p.spool, "tmp", "J0CRASHEDMIDWAY1"), "wb") as f:
         f.write(queue_file("J0CRASHEDMIDWAY1", "alice@mx.test", "r@example.net",
                            b"Subject: half\r\n\r\nnever acknowledged\r\n"))
+    # Not a queue id, empty, and a name SQL would choke on if pasted in.
+    for junk in ("junk", "x'; DROP TABLE messages; --"):
+        open(os.path.join(p.spool, "tmp", junk), "wb").close()
     p.start()
     wait_for(lambda: "event=trace_retracted qid=J0CRASHEDMIDWAY1 found=yes" in p.logtext(), 5,
              what="the retraction")

@@ -1101,38 +1101,42 @@ def test_rejects_are_recorded(postern):
 
 # ---- a trace store that cannot be written ---------------------------------------
 
+def tempfailed_data(p, subject, msgid, timeout=10):
+    """One message whose DATA must get 451 4.3.0; the session goes on."""
+    with p.smtps(timeout=timeout) as c:
+        c.login("alice", USERS["alice"])
+        c.mail("alice@mx.test")
+        c.rcpt("x@example.net")
+        code, text = c.data(make_msg("alice@mx.test", subject, msgid))
+        assert code == 451, (code, text)
+        assert text.startswith(b"4.3.0"), text
+        assert c.noop()[0] == 250
+
+
+def send_one(p, subject, msgid):
+    with p.smtps() as c:
+        c.login("alice", USERS["alice"])
+        c.sendmail("alice@mx.test", ["x@example.net"], make_msg("alice@mx.test", subject, msgid))
+
+
 def test_trace_store_failure_tempfails(postern):
     """Another writer holds the store's write lock longer than posternd's
     busy timeout (5 s): the record cannot be written, so the message gets
     451 4.3.0 and goes nowhere. Once the lock is gone, mail flows again."""
     p = postern
-    with p.smtps() as c:
-        c.login("alice", USERS["alice"])
-        c.sendmail("alice@mx.test", ["x@example.net"],
-                   make_msg("alice@mx.test", "before", "<before@client.test>"))
+    send_one(p, "before", "<before@client.test>")
     p.sink.wait_messages(1)
 
     db = sqlite3.connect(p.trace_db, timeout=10, isolation_level=None)
     try:
         db.execute("BEGIN EXCLUSIVE")
-        with p.smtps(timeout=30) as c:
-            c.login("alice", USERS["alice"])
-            c.mail("alice@mx.test")
-            c.rcpt("x@example.net")
-            code, text = c.data(make_msg("alice@mx.test", "during", "<during@client.test>"))
-            assert code == 451, (code, text)
-            assert text.startswith(b"4.3.0"), text
-            # The session goes on.
-            assert c.noop()[0] == 250
+        tempfailed_data(p, "during", "<during@client.test>", timeout=30)
     finally:
         db.execute("ROLLBACK")
         db.close()
     assert "event=trace_error" in p.logtext()
 
-    with p.smtps() as c:
-        c.login("alice", USERS["alice"])
-        c.sendmail("alice@mx.test", ["x@example.net"],
-                   make_msg("alice@mx.test", "after", "<after@client.test>"))
+    send_one(p, "after", "<after@client.test>")
     msgs = p.sink.wait_messages(2)
     time.sleep(0.5)
     msgs = p.sink.messages()
@@ -1155,14 +1159,7 @@ def test_queue_failure_after_record_takes_it_back(postern):
     mode = os.stat(queue).st_mode & 0o7777
     os.chmod(queue, 0o500)
     try:
-        with p.smtps() as c:
-            c.login("alice", USERS["alice"])
-            c.mail("alice@mx.test")
-            c.rcpt("x@example.net")
-            code, text = c.data(make_msg("alice@mx.test", "lost", "<lost@client.test>"))
-            assert code == 451, (code, text)
-            assert text.startswith(b"4.3.0"), text
-            assert c.noop()[0] == 250
+        tempfailed_data(p, "lost", "<lost@client.test>")
     finally:
         os.chmod(queue, mode)
     st = wait_for(lambda: (lambda s: s if s["rejects"] >= 1 else None)(stats_json(p)),
@@ -1173,10 +1170,7 @@ def test_queue_failure_after_record_takes_it_back(postern):
     assert r.returncode == EXIT_NOT_FOUND, r.stdout + r.stderr
     assert "event=trace_retracted" in p.logtext() and "found=yes" in p.logtext()
 
-    with p.smtps() as c:
-        c.login("alice", USERS["alice"])
-        c.sendmail("alice@mx.test", ["x@example.net"],
-                   make_msg("alice@mx.test", "after", "<after2@client.test>"))
+    send_one(p, "after", "<after2@client.test>")
     msgs = p.sink.wait_messages(1)
     assert b"<after2@client.test>" in msgs[0]
     assert not any(b"<lost@client.test>" in m for m in p.sink.messages())

@@ -538,6 +538,7 @@ struct spool_loop {
 	uv_loop_t loop;
 	uv_async_t wake;
 	int created, committed;   /* 1 + status once answered */
+	int answers;              /* callbacks run */
 };
 
 static void spool_loop_wake(uv_async_t *a)
@@ -550,45 +551,78 @@ static void spool_loop_created(int status, void *arg)
 {
 	struct spool_loop *sl = arg;
 	sl->created = 1 + status;
+	sl->answers++;
 }
 
 static void spool_loop_committed(int status, void *arg)
 {
 	struct spool_loop *sl = arg;
 	sl->committed = 1 + status;
+	sl->answers++;
+}
+
+/* A spool in a fresh directory, and a loop to hear its threads. */
+static void spool_loop_begin(struct spool_loop *sl)
+{
+	spool_make();
+	char err[256];
+	memset(sl, 0, sizeof(*sl));
+	sl->sp = relay_spool_open(spool, err, sizeof(err));
+	ck_assert_msg(sl->sp != NULL, "%s", err);
+	ck_assert_int_eq(uv_loop_init(&sl->loop), 0);
+	ck_assert_int_eq(uv_async_init(&sl->loop, &sl->wake, spool_loop_wake), 0);
+	sl->wake.data = sl;
+}
+
+/* Runs the loop until *count reaches n (a bounded number of turns). */
+static void spool_loop_wait(struct spool_loop *sl, const int *count, int n)
+{
+	for (int i = 0; i < 500 && *count < n; i++)
+		uv_run(&sl->loop, UV_RUN_ONCE);
+}
+
+/* Nothing may be left open on the loop. */
+static void spool_loop_end(struct spool_loop *sl)
+{
+	uv_close((uv_handle_t *)&sl->wake, NULL);
+	uv_run(&sl->loop, UV_RUN_DEFAULT);
+	ck_assert_int_eq(uv_loop_close(&sl->loop), 0);
+	relay_spool_close(sl->sp);
+	spool_remove();
+}
+
+/* A file of the test's, created at once (on the test's thread). */
+static struct relay_spool_file *spool_loop_file(struct spool_loop *sl, const char *qid)
+{
+	char *rcpts[] = { "bob@example.net" };
+	struct relay_envelope env = { .time = 1700000000, .from = "alice@example.org",
+		                      .rcpts = rcpts, .nrcpts = 1 };
+	snprintf(env.qid, sizeof(env.qid), "%s", qid);
+	struct relay_spool_file *f = relay_spool_prepare(sl->sp, &env, NULL, 0, "", 0);
+	ck_assert_int_eq(relay_spool_create_file(f), 0);
+	ck_assert_int_eq(relay_spool_write(f, "Subject: t\r\n\r\nhi\r\n", 19), 0);
+	return f;
 }
 
 START_TEST(spool_threads_answer_on_the_loop)
 {
-	spool_make();
-	char err[256];
-	struct spool_loop sl = { 0 };
-	sl.sp = relay_spool_open(spool, err, sizeof(err));
-	ck_assert_msg(sl.sp != NULL, "%s", err);
-	ck_assert_int_eq(uv_loop_init(&sl.loop), 0);
-	ck_assert_int_eq(uv_async_init(&sl.loop, &sl.wake, spool_loop_wake), 0);
-	sl.wake.data = &sl;
+	struct spool_loop sl;
+	spool_loop_begin(&sl);
 	char *rcpts[] = { "bob@example.net" };
 	struct relay_envelope env = { .qid = "Q0SPOOLTHREADS01", .time = 1700000000,
 		                      .from = "alice@example.org", .rcpts = rcpts, .nrcpts = 1 };
 	struct relay_spool_file *f = relay_spool_prepare(sl.sp, &env, NULL, 0, "", 0);
 	relay_spool_create_async(f, &sl.loop, &sl.wake, spool_loop_created, &sl);
-	for (int i = 0; i < 500 && !sl.created; i++)
-		uv_run(&sl.loop, UV_RUN_ONCE);
+	spool_loop_wait(&sl, &sl.answers, 1);
 	ck_assert_int_eq(sl.created, 1);
 	ck_assert(exists("tmp", env.qid));
 	ck_assert_int_eq(relay_spool_write(f, "Subject: t\r\n\r\nhi\r\n", 19), 0);
 	relay_spool_commit(f, NULL, &sl.loop, &sl.wake, spool_loop_committed, &sl);
-	for (int i = 0; i < 500 && !sl.committed; i++)
-		uv_run(&sl.loop, UV_RUN_ONCE);
+	spool_loop_wait(&sl, &sl.answers, 2);
 	ck_assert_int_eq(sl.committed, 1);
 	ck_assert(exists("queue", env.qid));
 	ck_assert_int_eq(count_sub("tmp"), 0);
-	uv_close((uv_handle_t *)&sl.wake, NULL);
-	uv_run(&sl.loop, UV_RUN_DEFAULT);
-	ck_assert_int_eq(uv_loop_close(&sl.loop), 0);
-	relay_spool_close(sl.sp);
-	spool_remove();
+	spool_loop_end(&sl);
 }
 END_TEST
 
@@ -597,7 +631,7 @@ struct rider {
 	const char *qid;
 	int answer;
 	bool plug;           /* start() holds the commit thread until `go` */
-	int starts, finishes;
+	int starts, finishes, cancels;
 	bool in_tmp_at_start, in_queue_at_start, in_queue_at_finish;
 };
 
@@ -636,6 +670,13 @@ static void riders_finish(void *ctx, void *started, void *const *riders, int *st
 	}
 }
 
+static void riders_cancel(void *ctx, void *const *riders, size_t n)
+{
+	(void)ctx;
+	for (size_t i = 0; i < n; i++)
+		((struct rider *)riders[i])->cancels++;
+}
+
 struct rider_file {
 	struct spool_loop *sl;
 	int committed;   /* 1 + status once answered */
@@ -653,18 +694,12 @@ static void rider_file_committed(int status, void *arg)
  * whose record failed is never queued. */
 START_TEST(spool_riders_decide_what_is_queued)
 {
-	spool_make();
-	char err[256];
-	struct spool_loop sl = { 0 };
-	sl.sp = relay_spool_open(spool, err, sizeof(err));
-	ck_assert_msg(sl.sp != NULL, "%s", err);
+	struct spool_loop sl;
+	spool_loop_begin(&sl);
 	struct rider_log log = { 0 };
 	sem_init(&log.go, 0, 0);
-	const struct relay_riders ops = { riders_start, riders_finish, &log };
+	const struct relay_riders ops = { riders_start, riders_finish, riders_cancel, &log };
 	relay_spool_set_riders(sl.sp, &ops);
-	ck_assert_int_eq(uv_loop_init(&sl.loop), 0);
-	ck_assert_int_eq(uv_async_init(&sl.loop, &sl.wake, spool_loop_wake), 0);
-	sl.wake.data = &sl;
 	/* The plug's batch holds the commit thread until the others are all
 	 * waiting, so that they make one batch, riders and none mixed. */
 	enum { NFILES = 5 };
@@ -675,23 +710,15 @@ START_TEST(spool_riders_decide_what_is_queued)
 		{ .qid = qids[3], .answer = -EIO }, { .qid = qids[4] },
 	};
 	struct rider_file rf[NFILES];
-	char *rcpts[] = { "bob@example.net" };
 	for (int i = 0; i < NFILES; i++) {
 		rf[i] = (struct rider_file){ &sl, 0 };
-		struct relay_envelope env = { .time = 1700000000, .from = "alice@example.org",
-			                      .rcpts = rcpts, .nrcpts = 1 };
-		snprintf(env.qid, sizeof(env.qid), "%s", qids[i]);
-		struct relay_spool_file *f = relay_spool_prepare(sl.sp, &env, NULL, 0, "", 0);
-		ck_assert_int_eq(relay_spool_create_file(f), 0);
-		ck_assert_int_eq(relay_spool_write(f, "Subject: t\r\n\r\nhi\r\n", 19), 0);
-		relay_spool_commit(f, riders[i].qid ? &riders[i] : NULL, &sl.loop, &sl.wake,
-		                   rider_file_committed, &rf[i]);
+		relay_spool_commit(spool_loop_file(&sl, qids[i]), riders[i].qid ? &riders[i] : NULL,
+		                   &sl.loop, &sl.wake, rider_file_committed, &rf[i]);
 		if (i == 0)
 			usleep(50000);   /* the plug's batch is taken alone */
 	}
 	sem_post(&log.go);
-	for (int i = 0; i < 500 && sl.committed < NFILES; i++)
-		uv_run(&sl.loop, UV_RUN_ONCE);
+	spool_loop_wait(&sl, &sl.committed, NFILES);
 	ck_assert_int_eq(sl.committed, NFILES);
 	ck_assert_int_eq(log.batches, 2);
 	ck_assert_uint_eq(log.last_n, 3);
@@ -704,6 +731,7 @@ START_TEST(spool_riders_decide_what_is_queued)
 		ck_assert(riders[i].in_tmp_at_start);
 		ck_assert(!riders[i].in_queue_at_start);
 		ck_assert(!riders[i].in_queue_at_finish);
+		ck_assert_int_eq(riders[i].cancels, 0);   /* every file that could, made it */
 	}
 	for (int i = 0; i < NFILES; i++) {
 		bool queued = riders[i].answer == 0;
@@ -711,43 +739,57 @@ START_TEST(spool_riders_decide_what_is_queued)
 		ck_assert_msg(exists("queue", qids[i]) == queued, "%s", qids[i]);
 	}
 	ck_assert_int_eq(count_sub("tmp"), 0);
-	uv_close((uv_handle_t *)&sl.wake, NULL);
-	uv_run(&sl.loop, UV_RUN_DEFAULT);
-	ck_assert_int_eq(uv_loop_close(&sl.loop), 0);
-	relay_spool_close(sl.sp);
+	spool_loop_end(&sl);
 	sem_destroy(&log.go);
-	spool_remove();
+}
+END_TEST
+
+/* A file that fails after its rider was written (here its rename: a
+ * directory stands in its place in queue/) takes the rider back, before
+ * its owner hears; the other file of the batch is not touched. */
+START_TEST(spool_rider_of_failed_file_is_cancelled)
+{
+	struct spool_loop sl;
+	spool_loop_begin(&sl);
+	struct rider_log log = { 0 };
+	sem_init(&log.go, 0, 0);
+	const struct relay_riders ops = { riders_start, riders_finish, riders_cancel, &log };
+	relay_spool_set_riders(sl.sp, &ops);
+	const char *qids[2] = { "Q0RIDERSKEPT0001", "Q0RIDERSLOST0002" };
+	char blocker[PATH_MAX + 64];
+	snprintf(blocker, sizeof(blocker), "%s/queue/%s", spool, qids[1]);
+	ck_assert_int_eq(mkdir(blocker, 0700), 0);
+	struct rider riders[2] = { { .qid = qids[0] }, { .qid = qids[1] } };
+	struct rider_file rf[2] = { { &sl, 0 }, { &sl, 0 } };
+	for (int i = 0; i < 2; i++)
+		relay_spool_commit(spool_loop_file(&sl, qids[i]), &riders[i], &sl.loop, &sl.wake,
+		                   rider_file_committed, &rf[i]);
+	spool_loop_wait(&sl, &sl.committed, 2);
+	ck_assert_int_eq(sl.committed, 2);
+	ck_assert_int_eq(rf[0].committed, 1);
+	ck_assert_int_eq(riders[0].cancels, 0);
+	ck_assert_int_lt(rf[1].committed, 1);   /* the rename failed */
+	ck_assert_int_eq(riders[1].finishes, 1);
+	ck_assert_int_eq(riders[1].cancels, 1);
+	ck_assert_int_eq(count_sub("tmp"), 0);
+	spool_loop_end(&sl);
+	sem_destroy(&log.go);
 }
 END_TEST
 
 /* Files that carry a rider cannot be queued when nobody writes riders. */
 START_TEST(spool_rider_without_writer_is_refused)
 {
-	spool_make();
-	char err[256];
-	struct spool_loop sl = { 0 };
-	sl.sp = relay_spool_open(spool, err, sizeof(err));
-	ck_assert_msg(sl.sp != NULL, "%s", err);
-	ck_assert_int_eq(uv_loop_init(&sl.loop), 0);
-	ck_assert_int_eq(uv_async_init(&sl.loop, &sl.wake, spool_loop_wake), 0);
-	sl.wake.data = &sl;
-	char *rcpts[] = { "bob@example.net" };
-	struct relay_envelope env = { .qid = "Q0RIDERNOWRITER1", .time = 1700000000,
-		                      .from = "alice@example.org", .rcpts = rcpts, .nrcpts = 1 };
-	struct relay_spool_file *f = relay_spool_prepare(sl.sp, &env, NULL, 0, "", 0);
-	ck_assert_int_eq(relay_spool_create_file(f), 0);
-	struct rider r = { .qid = env.qid };
+	struct spool_loop sl;
+	spool_loop_begin(&sl);
+	struct relay_spool_file *f = spool_loop_file(&sl, "Q0RIDERNOWRITER1");
+	struct rider r = { .qid = "Q0RIDERNOWRITER1" };
 	relay_spool_commit(f, &r, &sl.loop, &sl.wake, spool_loop_committed, &sl);
-	for (int i = 0; i < 500 && !sl.committed; i++)
-		uv_run(&sl.loop, UV_RUN_ONCE);
+	spool_loop_wait(&sl, &sl.answers, 1);
 	ck_assert_int_eq(sl.committed, 1 - ENOSYS);
-	ck_assert(!exists("queue", env.qid));
+	ck_assert(!exists("queue", r.qid));
 	ck_assert_int_eq(count_sub("tmp"), 0);
-	uv_close((uv_handle_t *)&sl.wake, NULL);
-	uv_run(&sl.loop, UV_RUN_DEFAULT);
-	ck_assert_int_eq(uv_loop_close(&sl.loop), 0);
-	relay_spool_close(sl.sp);
-	spool_remove();
+	spool_loop_end(&sl);
 }
 END_TEST
 
@@ -1178,6 +1220,7 @@ static Suite *relay_suite(void)
 	tcase_add_test(files, spool_threads_answer_on_the_loop);
 	tcase_add_test(files, spool_riders_decide_what_is_queued);
 	tcase_add_test(files, spool_rider_without_writer_is_refused);
+	tcase_add_test(files, spool_rider_of_failed_file_is_cancelled);
 	tcase_add_test(files, downstream_parse);
 	tcase_add_test(files, dsn_file);
 	suite_add_tcase(s, files);

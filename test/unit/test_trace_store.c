@@ -38,6 +38,16 @@ static void fresh_dir(void)
 	snprintf(db_path, sizeof(db_path), "%s/trace.db", dir);
 }
 
+/* A store in a fresh directory. */
+static struct trace_store *fresh_store(void)
+{
+	char err[512];
+	fresh_dir();
+	struct trace_store *ts = trace_store_open(db_path, err, sizeof(err));
+	ck_assert_msg(ts != NULL, "%s", err);
+	return ts;
+}
+
 static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
 	return remove(path);
@@ -522,10 +532,7 @@ END_TEST
  * kept copies, not the caller's strings. */
 START_TEST(visible_when_written)
 {
-	fresh_dir();
-	char err[512];
-	struct trace_store *ts = trace_store_open(db_path, err, sizeof(err));
-	ck_assert_msg(ts != NULL, "%s", err);
+	struct trace_store *ts = fresh_store();
 	struct fake *f = fakes_make(20);
 	struct trace_entry *v[20];
 	for (size_t i = 0; i < 20; i++)
@@ -569,10 +576,7 @@ static int rcpts_of(const struct fake *f, int n)
 /* One bad record (a queue id seen before) fails alone; its batch lives. */
 START_TEST(bad_record_fails_alone)
 {
-	fresh_dir();
-	char err[512];
-	struct trace_store *ts = trace_store_open(db_path, err, sizeof(err));
-	ck_assert(ts != NULL);
+	struct trace_store *ts = fresh_store();
 	struct fake *f = fakes_make(5);
 	memcpy(f[3].r.qid, f[1].r.qid, sizeof(f[1].r.qid));
 	int status[5];
@@ -605,10 +609,8 @@ END_TEST
  * its records fail, and the store goes on working. */
 START_TEST(failed_recipient_leaves_no_half_record)
 {
-	fresh_dir();
 	char err[512];
-	struct trace_store *ts = trace_store_open(db_path, err, sizeof(err));
-	ck_assert_msg(ts != NULL, "%s", err);
+	struct trace_store *ts = fresh_store();
 	trace_store_close(ts);
 	struct fake *f = fakes_make(3);
 	sqlite3 *db;
@@ -648,10 +650,8 @@ END_TEST
  * results waiting meanwhile ride along in it. */
 START_TEST(group_commit)
 {
-	fresh_dir();
 	char err[512];
-	struct trace_store *ts = trace_store_open(db_path, err, sizeof(err));
-	ck_assert(ts != NULL);
+	struct trace_store *ts = fresh_store();
 	enum { N = 1000 };
 	struct fake *f = fakes_make(N + 1);
 	int *status = xcalloc(N + 1, sizeof(*status));
@@ -695,10 +695,7 @@ END_TEST
  * retraction fails; the others stay, and an unknown queue id is no harm. */
 START_TEST(retract)
 {
-	fresh_dir();
-	char err[512];
-	struct trace_store *ts = trace_store_open(db_path, err, sizeof(err));
-	ck_assert(ts != NULL);
+	struct trace_store *ts = fresh_store();
 	struct fake *f = fakes_make(3);
 	int status[3];
 	write_all(ts, f, 3, status, false);
@@ -734,10 +731,7 @@ END_TEST
  * store's own thread, soon. */
 START_TEST(lazy_items_written_alone)
 {
-	fresh_dir();
-	char err[512];
-	struct trace_store *ts = trace_store_open(db_path, err, sizeof(err));
-	ck_assert(ts != NULL);
+	struct trace_store *ts = fresh_store();
 	struct fake *f = fakes_make(1);
 	int status[1];
 	write_all(ts, f, 1, status, false);
@@ -786,10 +780,8 @@ static void *writer_thread(void *arg)
 
 START_TEST(two_writers)
 {
-	fresh_dir();
 	char err[512];
-	struct trace_store *ts = trace_store_open(db_path, err, sizeof(err));
-	ck_assert(ts != NULL);
+	struct trace_store *ts = fresh_store();
 	struct fake *f = fakes_make(100);
 	struct writer_arg a = { .ts = ts, .f = f }, b = { .ts = ts, .f = f + 50 };
 	pthread_t ta, tb;
@@ -817,10 +809,7 @@ END_TEST
  * hears -EIO, and the store works again once the disk does. */
 START_TEST(write_failure_reaches_owner)
 {
-	fresh_dir();
-	char err[512];
-	struct trace_store *ts = trace_store_open(db_path, err, sizeof(err));
-	ck_assert(ts != NULL);
+	struct trace_store *ts = fresh_store();
 	struct fake *f = fakes_make(6);
 	int status[4];
 	write_all(ts, f, 1, status, false);
@@ -1127,10 +1116,7 @@ static double time_lookup(const struct trace_query *q, int *n)
 
 START_TEST(million_records)
 {
-	fresh_dir();
-	char err[512];
-	struct trace_store *ts = trace_store_open(db_path, err, sizeof(err));
-	ck_assert(ts != NULL);
+	struct trace_store *ts = fresh_store();
 	trace_store_close(ts);
 	double t0 = now_ms();
 	/* test data, not mail: no need to fsync it */
