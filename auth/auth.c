@@ -24,11 +24,15 @@
 #include <sasl/sasl.h>
 #include <sasl/saslutil.h>
 
+#include "auth/cache.h"
+
 /* RFC 4954 allows 12288 octets per AUTH line; anything longer is abuse. */
 #define MAX_B64_LEN 16384
 /* Enough for any user name worth logging or throttling on. */
 #define MAX_USER_LEN 256
 #define MAX_ERROR_LEN 200
+/* Logins remembered by the credential cache. */
+#define CACHE_SLOTS 4096
 
 /* Cyrus stores every callback as int (*)(void); going through the generic
  * function pointer type keeps -Wcast-function-type quiet. */
@@ -36,6 +40,7 @@
 
 struct auth_session {
 	sasl_conn_t *conn;
+	char *realm;      /* server name given to Cyrus; scopes cache entries */
 	char *mechs;      /* cached sasl_listmech() result */
 	char *username;   /* authorization id after AUTH_OK */
 	char *mech;       /* mechanism name after AUTH_OK */
@@ -46,6 +51,7 @@ struct auth_session {
 	bool final_sent;  /* server-final data sent, waiting for the empty reply */
 	bool saw_client;  /* the exchange already carried client data */
 	bool done;        /* authenticated */
+	bool cached;      /* ... by the credential cache, not by Cyrus */
 	bool malformed;   /* the last failure was undecodable client data */
 };
 
@@ -283,6 +289,13 @@ int auth_init(const struct auth_conf *conf, char *err, size_t errlen)
 		auth_shutdown();
 		return -1;
 	}
+	/* Only a sasldb we name can be watched for changes; a Cyrus file may
+	 * send passwords anywhere (saslauthd, LDAP). */
+	if (conf->cache && g.sasldb && !g.file_picks_backend &&
+	    auth_cache_init(g.sasldb, CACHE_SLOTS, err, errlen) < 0) {
+		auth_shutdown();
+		return -1;
+	}
 	return 0;
 }
 
@@ -290,8 +303,14 @@ void auth_shutdown(void)
 {
 	if (!g.ready)
 		return;
+	auth_cache_shutdown();
 	sasl_server_done();
 	free_globals();
+}
+
+bool auth_cache_active(void)
+{
+	return auth_cache_enabled();
 }
 
 /* ---- sessions --------------------------------------------------------- */
@@ -323,6 +342,7 @@ struct auth_session *auth_session_new(const char *server_fqdn, const char *local
 	if (!g.ready)
 		fatal("auth_session_new before auth_init");
 	struct auth_session *s = xcalloc(1, sizeof(*s));
+	s->realm = server_fqdn ? str_dup(server_fqdn) : NULL;
 	/* SASL_SUCCESS_DATA: we turn server-final data into the RFC 4954
 	 * extra round trip ourselves and insist on an empty reply to it. */
 	int r = sasl_server_new(g.service, server_fqdn, NULL, local, remote, NULL,
@@ -351,7 +371,7 @@ static void reset_attempt(struct auth_session *s)
 	s->username = s->mech = s->attempted = NULL;
 	s->mech_try[0] = '\0';
 	s->error[0] = '\0';
-	s->active = s->final_sent = s->saw_client = s->done = false;
+	s->active = s->final_sent = s->saw_client = s->done = s->cached = false;
 	s->malformed = false;
 }
 
@@ -363,6 +383,7 @@ void auth_session_free(struct auth_session *s)
 	if (s->conn)
 		sasl_dispose(&s->conn);
 	free(s->mechs);
+	free(s->realm);
 	free(s);
 }
 
@@ -591,6 +612,21 @@ static int finish(struct auth_session *s, int r, const char *out, unsigned outle
 
 /* ---- the exchange ----------------------------------------------------- */
 
+/* PLAIN's data is the whole credential: Cyrus's verdict on the same
+ * bytes can be remembered (only successes; see cache.h). Take the stamp
+ * before Cyrus looks. */
+static bool cacheable(struct auth_session *s, struct auth_cache_stamp *st)
+{
+	return strcasecmp(s->mech_try, "PLAIN") == 0 && auth_cache_stamp(st);
+}
+
+static void remember(struct auth_session *s, int result, bool stamped,
+                     const struct auth_cache_stamp *st, const char *in, unsigned inlen)
+{
+	if (stamped && result == AUTH_OK && in)
+		auth_cache_put(st, s->realm, in, inlen, s->username);
+}
+
 int auth_start(struct auth_session *s, const char *mech, const char *initial,
                struct buf *challenge)
 {
@@ -609,11 +645,15 @@ int auth_start(struct auth_session *s, const char *mech, const char *initial,
 		return fail_malformed(s);
 	note_client_data(s, in, inlen);
 	s->active = true;
+	struct auth_cache_stamp st;
+	bool stamped = in && cacheable(s, &st);
 	const char *out = NULL;
 	unsigned outlen = 0;
 	int r = sasl_server_start(s->conn, s->mech_try, in, inlen, &out, &outlen);
+	int result = finish(s, r, out, outlen, challenge);
+	remember(s, result, stamped, &st, in, inlen);
 	wipe_free(in, inlen);
-	return finish(s, r, out, outlen, challenge);
+	return result;
 }
 
 int auth_step(struct auth_session *s, const char *response, struct buf *challenge)
@@ -631,12 +671,56 @@ int auth_step(struct auth_session *s, const char *response, struct buf *challeng
 	unsigned inlen;
 	if (decode(response, &in, &inlen) < 0)
 		return fail_malformed(s);
+	bool first = !s->saw_client;
 	note_client_data(s, in, inlen);
+	struct auth_cache_stamp st;
+	bool stamped = first && cacheable(s, &st);
 	const char *out = NULL;
 	unsigned outlen = 0;
 	int r = sasl_server_step(s->conn, in, inlen, &out, &outlen);
+	int result = finish(s, r, out, outlen, challenge);
+	remember(s, result, stamped, &st, in, inlen);
 	wipe_free(in, inlen);
-	return finish(s, r, out, outlen, challenge);
+	return result;
+}
+
+/* ---- the credential cache, from the event loop ------------------------ */
+
+static bool answer_from_cache(struct auth_session *s, const char *b64)
+{
+	char *in;
+	unsigned inlen;
+	if (decode(b64, &in, &inlen) < 0 || !in)
+		return false;
+	char *user = auth_cache_get(s->realm, in, inlen);
+	wipe_free(in, inlen);
+	if (!user)
+		return false;
+	free(s->username);
+	free(s->mech);
+	s->username = user;
+	s->mech = str_dup("PLAIN");
+	str_lcpy(s->mech_try, "PLAIN", sizeof(s->mech_try));
+	s->active = s->final_sent = false;
+	s->saw_client = s->done = s->cached = true;
+	return true;
+}
+
+bool auth_start_cached(struct auth_session *s, const char *mech, const char *initial)
+{
+	return auth_cache_enabled() && !s->done && mech && strcasecmp(mech, "PLAIN") == 0 &&
+	       initial && auth_mech_offered(s, mech) && answer_from_cache(s, initial);
+}
+
+bool auth_step_cached(struct auth_session *s, const char *response)
+{
+	return auth_cache_enabled() && s->active && !s->final_sent && !s->saw_client &&
+	       strcasecmp(s->mech_try, "PLAIN") == 0 && response && answer_from_cache(s, response);
+}
+
+bool auth_cached(struct auth_session *s)
+{
+	return s->done && s->cached;
 }
 
 /* ---- results ---------------------------------------------------------- */

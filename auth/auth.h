@@ -34,6 +34,7 @@ struct auth_conf {
 	const char *config_dir; /* NULL: Cyrus's default search path */
 	const char *sasldb;     /* sasldb path; NULL: Cyrus's default */
 	const char *mech_list;  /* space-separated, e.g. "PLAIN LOGIN SCRAM-SHA-256" */
+	bool cache;             /* remember PLAIN logins while the sasldb is unchanged */
 };
 
 /* Once per process, before any session. Returns 0 or -1 with err filled. */
@@ -64,6 +65,17 @@ bool auth_mech_offered(struct auth_session *s, const char *mech);
 int auth_start(struct auth_session *s, const char *mech, const char *initial,
                struct buf *challenge);
 int auth_step(struct auth_session *s, const char *response, struct buf *challenge);
+
+/* The credential cache (auth/cache.h), for the event loop: these answer
+ * true, with the session authenticated, when PLAIN data that Cyrus
+ * accepted before comes again and the sasldb has not changed since; they
+ * cost one stat() and an HMAC and never block. false: nothing happened,
+ * run auth_start()/auth_step() on a worker as usual. */
+bool auth_start_cached(struct auth_session *s, const char *mech, const char *initial);
+bool auth_step_cached(struct auth_session *s, const char *response);
+/* Whether the cache is on; whether this session's login came from it. */
+bool auth_cache_active(void);
+bool auth_cached(struct auth_session *s);
 
 /* After AUTH_OK: the authenticated identity (the authorization id) and the
  * mechanism used; after a failure auth_mech() names the mechanism tried. */

@@ -284,6 +284,7 @@ static cfg_opt_t sasl_opts[] = {
 	CFG_STR("sasldb", NULL, CFGF_NODEFAULT),
 	CFG_STR("config_dir", NULL, CFGF_NODEFAULT),
 	CFG_STR("fail_delay", "1s", CFGF_NONE),
+	CFG_BOOL("credential_cache", cfg_true, CFGF_NONE),
 	CFG_END()
 };
 
@@ -558,6 +559,7 @@ static void conf_fill(struct conf *c, cfg_t *cfg, const char *dir)
 	c->sasl_mechanisms = mechs.data ? mechs.data : str_dup("");
 	c->sasl_sasldb = conf_path(dir, cfg_getstr(sasl, "sasldb"));
 	c->sasl_config_dir = conf_path(dir, cfg_getstr(sasl, "config_dir"));
+	c->sasl_credential_cache = cfg_getbool(sasl, "credential_cache");
 	uint64_t ms = 0;
 	(void)str_parse_duration(cfg_getstr(sasl, "fail_delay"), &ms);
 	c->auth_fail_delay_ms = (unsigned)(ms * 1000);

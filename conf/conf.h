@@ -58,6 +58,7 @@ struct conf {
 	char *sasl_mechanisms;  /* space separated */
 	char *sasl_sasldb;
 	char *sasl_config_dir;
+	bool sasl_credential_cache;
 	unsigned auth_fail_delay_ms;
 
 	/* limits */

@@ -150,6 +150,7 @@ static int daemon_auth(struct daemon *d, char *err, size_t errlen)
 	struct auth_conf ac = {
 		.service = c->sasl_service, .app_name = "postern", .config_dir = c->sasl_config_dir,
 		.sasldb = c->sasl_sasldb, .mech_list = c->sasl_mechanisms,
+		.cache = c->sasl_credential_cache,
 	};
 	if (auth_init(&ac, err, errlen) < 0)
 		return -1;

@@ -72,10 +72,11 @@ static bool session_auth_locked(struct session *s, const char *account)
 	return true;
 }
 
-static void session_auth_result(struct session *s, struct auth_work *aw)
+/* challenge: the 334 text for AUTH_CONTINUE, else unused. */
+static void session_auth_result(struct session *s, int result, const char *challenge)
 {
 	const char *user;
-	switch (aw->result) {
+	switch (result) {
 	case AUTH_OK:
 		/* A locked account stays locked, right password or not: otherwise
 		 * the lockout would still let an attacker test guesses. */
@@ -84,15 +85,16 @@ static void session_auth_result(struct session *s, struct auth_work *aw)
 		policy_auth_succeeded(s->w->d->pstate->guard, s->client_ip, auth_username(s->auth));
 		s->account = str_dup(auth_username(s->auth));
 		s->auth_mech = str_dup(auth_mech(s->auth));
-		log_info("event=auth sid=%s client=%s mech=%s user=%s result=ok", s->sid, s->client_ip,
-		         s->auth_mech, s->account);
+		log_info("event=auth sid=%s client=%s mech=%s user=%s result=ok%s", s->sid,
+		         s->client_ip, s->auth_mech, s->account,
+		         auth_cached(s->auth) ? " cache=hit" : "");
 		s->state = SS_COMMAND;
 		session_send(s, 235, "2.7.0", "Authentication successful");
 		break;
 	case AUTH_CONTINUE:
 		s->state = SS_AUTH_INPUT;
 		s->reader.max_line = AUTH_LINE_MAX;
-		session_send(s, 334, NULL, "%s", aw->challenge.data ? aw->challenge.data : "");
+		session_send(s, 334, NULL, "%s", challenge ? challenge : "");
 		break;
 	case AUTH_TEMPFAIL:
 		s->state = SS_COMMAND;
@@ -164,7 +166,7 @@ static void auth_work_done(uv_work_t *req, int status)
 	s->auth_inflight = false;
 	if (status == UV_ECANCELED)
 		aw->result = AUTH_TEMPFAIL;
-	session_auth_result(s, aw);
+	session_auth_result(s, aw->result, aw->challenge.data);
 	auth_work_free(aw);
 	if (s->state == SS_AUTH_DELAY) {
 		/* The failure reply waits, so that guessing passwords is slow. */
@@ -180,6 +182,12 @@ static void auth_work_done(uv_work_t *req, int status)
 
 static void session_auth_dispatch(struct session *s, const char *mech, const char *input)
 {
+	/* A login seen before, with the sasldb unchanged, is answered here:
+	 * no worker, no Berkeley DB. Anything else goes to Cyrus. */
+	if (mech ? auth_start_cached(s->auth, mech, input) : auth_step_cached(s->auth, input)) {
+		session_auth_result(s, AUTH_OK, NULL);
+		return;
+	}
 	struct auth_work *aw = xcalloc(1, sizeof(*aw));
 	aw->req.data = aw;
 	aw->w = s->w;

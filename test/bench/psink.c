@@ -363,6 +363,7 @@ int main(int argc, char **argv)
 		ctx = SSL_CTX_new(TLS_server_method());
 		SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
 		SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+		SSL_CTX_set_read_ahead(ctx, 1);   /* as pgen: one read() per arrival */
 		if (SSL_CTX_use_certificate_chain_file(ctx, argv[optind]) != 1 ||
 		    SSL_CTX_use_PrivateKey_file(ctx, argv[optind + 1], SSL_FILETYPE_PEM) != 1) {
 			ERR_print_errors_fp(stderr);

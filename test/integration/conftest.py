@@ -175,7 +175,7 @@ class Postern:
     """A running posternd with its own configuration and state."""
 
     def __init__(self, base, pki, sasldb, downstream=None, extra="", listen_extra=None,
-                 limits="", relay_extra="", trace="", sender_map=None, policy=""):
+                 limits="", relay_extra="", trace="", sender_map=None, policy="", sasl_extra=""):
         self.base = base
         self.pki = pki
         self.ports = {"smtps": free_port(), "submission": free_port(), "mx": free_port()}
@@ -205,7 +205,7 @@ class Postern:
         lines += [
             f'tls {{ cert = "{pki.path("server.pem")}" key = "{pki.path("server.key")}" ca = "{pki.ca}" '
             'handshake_timeout = "5s" }',
-            f'sasl {{ sasldb = "{sasldb}" fail_delay = "1s" }}',
+            f'sasl {{ sasldb = "{sasldb}" fail_delay = "1s" {sasl_extra} }}',
             f'limits {{ max_message_size = "1M" max_recipients = 20 idle_timeout = "30s" {limits} }}',
             f'policy {{ local_domains = {{ "example.org", "mx.test" }} '
             f'sender_map = "{self.sender_map}" {policy} }}',
@@ -422,7 +422,7 @@ def make_postern(workdir, pki, sasldb):
 
     def make(**kw):
         base = make_dir(tempfile.mkdtemp(prefix="p-", dir=workdir))
-        p = Postern(base, pki, sasldb, **kw)
+        p = Postern(base, pki, kw.pop("sasldb", sasldb), **kw)
         started.append(p)
         return p.start()
 

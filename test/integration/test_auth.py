@@ -8,12 +8,13 @@ import hashlib
 import hmac
 import os
 import re
+import smtplib
 import subprocess
 import threading
 import time
 import warnings
 
-from conftest import USERS
+from conftest import HOSTNAME, SASLPASSWD2, USERS, make_dir
 
 MSG = b"Subject: auth test\r\nFrom: alice@mx.test\r\n\r\nbody line\r\n"
 
@@ -444,3 +445,84 @@ def test_parallel_logins(postern):
     assert results == [235] * n, results
     oks = [line for line in auth_log_lines(postern) if "result=ok" in line]
     assert len(oks) == n
+
+
+# ---- the credential cache ---------------------------------------------------
+
+def saslpasswd2(db, user, password=None):
+    """Sets user's password in db, or deletes user (password None)."""
+    if password is None:
+        subprocess.run([SASLPASSWD2, "-d", "-f", db, "-u", HOSTNAME, user], check=True)
+    else:
+        subprocess.run([SASLPASSWD2, "-p", "-c", "-f", db, "-u", HOSTNAME, user],
+                       input=password.encode(), check=True)
+
+
+def own_sasldb(workdir, accounts):
+    """A sasldb of the test's own, old enough for the cache to remember
+    logins from it (its last change at least 2 s ago)."""
+    d = make_dir(os.path.join(workdir, f"sasl-{os.urandom(4).hex()}"))
+    db = os.path.join(d, "sasldb2")
+    for user, password in accounts.items():
+        saslpasswd2(db, user, password)
+    os.chmod(db, 0o644)
+    while time.time() - os.stat(db).st_ctime < 2.2:
+        time.sleep(0.1)
+    return db
+
+
+def smtplib_login(p, user, password):
+    """235 or 535, through Python's smtplib on implicit TLS."""
+    c = p.smtps()
+    try:
+        c.login(user, password)
+        return 235
+    except smtplib.SMTPAuthenticationError as e:
+        return e.smtp_code
+    finally:
+        c.close()
+
+
+def cache_hits(p, user):
+    return sum(1 for line in auth_log_lines(p) if f"user={user} result=ok cache=hit" in line)
+
+
+def test_repeat_login_answered_from_cache(make_postern, sink, workdir):
+    db = own_sasldb(workdir, {"alice": "first-pass"})
+    p = make_postern(sasldb=db, downstream=f"smtp://127.0.0.1:{sink.port}")
+    assert smtplib_login(p, "alice", "first-pass") == 235
+    assert cache_hits(p, "alice") == 0
+    # The second login, and a message sent on it, as any other.
+    c = p.smtps()
+    c.login("alice", "first-pass")
+    c.sendmail("alice@mx.test", ["rcpt@example.net"], MSG)
+    c.quit()
+    assert b"with ESMTPSA" in sink.wait_messages(1)[0]
+    assert cache_hits(p, "alice") == 1
+    # A wrong password is never answered from memory.
+    assert smtplib_login(p, "alice", "first-pasS") == 535
+    assert any("user=alice result=fail" in line for line in auth_log_lines(p))
+
+
+def test_password_change_takes_effect_at_once(make_postern, workdir):
+    db = own_sasldb(workdir, {"alice": "old-pass", "bob": "bob-pass"})
+    p = make_postern(sasldb=db)
+    for _ in range(2):
+        assert smtplib_login(p, "alice", "old-pass") == 235
+        assert smtplib_login(p, "bob", "bob-pass") == 235
+    assert cache_hits(p, "alice") == 1 and cache_hits(p, "bob") == 1
+    saslpasswd2(db, "alice", "new-pass")
+    assert smtplib_login(p, "alice", "old-pass") == 535
+    assert smtplib_login(p, "alice", "new-pass") == 235
+    saslpasswd2(db, "bob")
+    assert smtplib_login(p, "bob", "bob-pass") == 535
+    assert cache_hits(p, "alice") == 1 and cache_hits(p, "bob") == 1
+
+
+def test_credential_cache_can_be_turned_off(make_postern, workdir):
+    db = own_sasldb(workdir, {"alice": "a-pass"})
+    p = make_postern(sasldb=db, sasl_extra="credential_cache = false")
+    for _ in range(3):
+        assert smtplib_login(p, "alice", "a-pass") == 235
+    assert cache_hits(p, "alice") == 0
+    assert len([line for line in auth_log_lines(p) if "user=alice result=ok" in line]) == 3

@@ -4,12 +4,17 @@
  * SCRAM-SHA-256 (client side by Cyrus's own client API) and EXTERNAL run
  * against it, including failures and several threads at once.
  *
+ * The credential cache (auth/cache.c) is tested against sasldbs of its
+ * own, made at start and left alone until they are old enough to be
+ * cached from; each test that changes one has its own.
+ *
  * Accounts: saslpasswd2 stores user@realm. A name without '@' is looked up
  * in the realm given as server_fqdn to auth_session_new(), so "alice" is
  * created with -u FQDN; "alice@example.org" is created with -u example.org
  * and works whatever the server_fqdn.
  */
 #include "auth/auth.h"
+#include "auth/cache.h"
 
 #include <check.h>
 #include <errno.h>
@@ -20,6 +25,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sasl/sasl.h>
@@ -36,11 +42,16 @@
 static char tmpdir[] = "/tmp/postern-auth-XXXXXX";
 static char dbpath[sizeof(tmpdir) + 16];
 static char confdir[sizeof(tmpdir) + 16];
+/* For the credential cache: one shared, and one for each test that
+ * changes its database. */
+enum { CDB_SHARED, CDB_CHANGE, CDB_DELETE, CDB_REPLACE, CDB_COUNT };
+static char cachedb[CDB_COUNT][sizeof(tmpdir) + 16];
 
 /* ---- fixture ------------------------------------------------------------ */
 
-/* Runs saslpasswd2 with the password on stdin (never on the command line). */
-static int add_user(const char *realm, const char *user, const char *pass)
+/* Runs saslpasswd2 on db with the password on stdin (never on the
+ * command line); pass NULL deletes the user. */
+static int saslpasswd2_on(const char *db, const char *realm, const char *user, const char *pass)
 {
 	int fds[2];
 	if (pipe(fds) < 0)
@@ -52,17 +63,26 @@ static int add_user(const char *realm, const char *user, const char *pass)
 		dup2(fds[0], STDIN_FILENO);
 		close(fds[0]);
 		close(fds[1]);
-		execl(SASLPASSWD2, "saslpasswd2", "-p", "-c", "-f", dbpath, "-u", realm,
-		      user, (char *)NULL);
+		if (pass)
+			execl(SASLPASSWD2, "saslpasswd2", "-p", "-c", "-f", db, "-u", realm, user,
+			      (char *)NULL);
+		else
+			execl(SASLPASSWD2, "saslpasswd2", "-d", "-f", db, "-u", realm, user,
+			      (char *)NULL);
 		_exit(127);
 	}
 	close(fds[0]);
-	ssize_t n = write(fds[1], pass, strlen(pass));
+	ssize_t n = pass ? write(fds[1], pass, strlen(pass)) : 0;
 	close(fds[1]);
 	int status;
 	if (waitpid(pid, &status, 0) < 0 || n < 0)
 		return -1;
 	return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
+}
+
+static int add_user(const char *realm, const char *user, const char *pass)
+{
+	return saslpasswd2_on(dbpath, realm, user, pass);
 }
 
 static void write_file(const char *path, const char *text)
@@ -93,6 +113,14 @@ static void make_db(void)
 		fprintf(stderr, "saslpasswd2 failed\n");
 		exit(1);
 	}
+	for (int i = 0; i < CDB_COUNT; i++) {
+		snprintf(cachedb[i], sizeof(cachedb[i]), "%s/cache%d", tmpdir, i);
+		if (saslpasswd2_on(cachedb[i], FQDN, "alice", "s3cret") < 0 ||
+		    saslpasswd2_on(cachedb[i], FQDN, "bob", "hunter2") < 0) {
+			fprintf(stderr, "saslpasswd2 failed\n");
+			exit(1);
+		}
+	}
 	/* A Cyrus config file that only narrows the mechanisms. */
 	if (mkdir(confdir, 0700) < 0) {
 		perror("mkdir");
@@ -117,7 +145,7 @@ static void remove_db(void)
 	nftw(tmpdir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
 }
 
-static void init_with(const char *mechs, const char *db, const char *dir)
+static void init_cache(const char *mechs, const char *db, const char *dir, bool cache)
 {
 	struct auth_conf conf = {
 		.service = "smtp",
@@ -125,9 +153,15 @@ static void init_with(const char *mechs, const char *db, const char *dir)
 		.config_dir = dir,
 		.sasldb = db,
 		.mech_list = mechs,
+		.cache = cache,
 	};
 	char err[256] = "";
 	ck_assert_msg(auth_init(&conf, err, sizeof(err)) == 0, "auth_init: %s", err);
+}
+
+static void init_with(const char *mechs, const char *db, const char *dir)
+{
+	init_cache(mechs, db, dir, false);
 }
 
 static void setup(void)
@@ -164,12 +198,17 @@ static char *plain_response(const char *authzid, const char *user, const char *p
 	return out;
 }
 
-static struct auth_session *session(void)
+static struct auth_session *session_in(const char *fqdn)
 {
-	struct auth_session *s = auth_session_new(FQDN, "127.0.0.1;587", "127.0.0.1;40000",
+	struct auth_session *s = auth_session_new(fqdn, "127.0.0.1;587", "127.0.0.1;40000",
 	                                          256, NULL);
 	ck_assert_ptr_nonnull(s);
 	return s;
+}
+
+static struct auth_session *session(void)
+{
+	return session_in(FQDN);
 }
 
 static int plain_login(const char *user, const char *pass, struct auth_session **out)
@@ -659,6 +698,260 @@ START_TEST(concurrent_logins)
 }
 END_TEST
 
+/* ---- the credential cache ----------------------------------------------- */
+
+/* Until the files are old enough for the cache to take entries from. */
+static void wait_settled(void)
+{
+	for (int i = 0; i < CDB_COUNT; i++) {
+		struct stat st;
+		while (stat(cachedb[i], &st) == 0 && time(NULL) - st.st_ctim.tv_sec < AUTH_CACHE_QUIET)
+			usleep(100 * 1000);
+	}
+}
+
+static void cache_teardown(void)
+{
+	auth_shutdown();
+}
+
+/* A login through Cyrus, as a worker runs it. */
+static int cyrus_plain(const char *authzid, const char *user, const char *pass)
+{
+	struct auth_session *s = session();
+	struct buf ch;
+	buf_init(&ch);
+	char *ir = plain_response(authzid, user, pass);
+	int r = auth_start(s, "PLAIN", ir, &ch);
+	if (r == AUTH_OK)
+		ck_assert(!auth_cached(s));
+	free(ir);
+	buf_free(&ch);
+	auth_session_free(s);
+	return r;
+}
+
+/* What the event loop tries first: the identity, or NULL (then the
+ * session must be untouched, ready for Cyrus). */
+static char *cached_user_in(const char *fqdn, const char *authzid, const char *user,
+                            const char *pass)
+{
+	struct auth_session *s = session_in(fqdn);
+	char *ir = plain_response(authzid, user, pass);
+	char *out = NULL;
+	if (auth_start_cached(s, "PLAIN", ir)) {
+		ck_assert(auth_cached(s));
+		ck_assert_str_eq(auth_mech(s), "PLAIN");
+		out = str_dup(auth_username(s));
+	} else {
+		ck_assert(!auth_cached(s));
+		ck_assert_ptr_null(auth_username(s));
+	}
+	free(ir);
+	auth_session_free(s);
+	return out;
+}
+
+static char *cached_user(const char *user, const char *pass)
+{
+	return cached_user_in(FQDN, "", user, pass);
+}
+
+static void assert_cached(const char *user, const char *pass, const char *expect)
+{
+	char *got = cached_user(user, pass);
+	if (expect) {
+		ck_assert_ptr_nonnull(got);
+		ck_assert_str_eq(got, expect);
+	} else {
+		ck_assert_msg(got == NULL, "answered from the cache: %s", got);
+	}
+	free(got);
+}
+
+START_TEST(cache_repeats_a_login)
+{
+	init_cache(MECHS, cachedb[CDB_SHARED], NULL, true);
+	ck_assert(auth_cache_active());
+	assert_cached("alice", "s3cret", NULL);
+	ck_assert_int_eq(cyrus_plain("", "alice", "s3cret"), AUTH_OK);
+	assert_cached("alice", "s3cret", "alice");
+	assert_cached("alice", "s3cret", "alice");
+	/* Any other bytes are another key. */
+	assert_cached("alice", "s3creT", NULL);
+	assert_cached("bob", "s3cret", NULL);
+	char *other = cached_user_in(FQDN, "alice", "alice", "s3cret");
+	ck_assert_ptr_null(other);
+	other = cached_user_in("other.test", "", "alice", "s3cret");
+	ck_assert_ptr_null(other);
+	/* Only PLAIN, and only what the session offers. */
+	struct auth_session *s = session();
+	char *ir = plain_response("", "alice", "s3cret");
+	ck_assert(!auth_start_cached(s, "LOGIN", ir));
+	ck_assert(!auth_start_cached(s, "PLAIN", NULL));
+	ck_assert(!auth_start_cached(s, "PLAIN", "!!not base64"));
+	ck_assert_ptr_null(auth_username(s));
+	free(ir);
+	auth_session_free(s);
+}
+END_TEST
+
+START_TEST(cache_keeps_no_failure)
+{
+	init_cache(MECHS, cachedb[CDB_SHARED], NULL, true);
+	ck_assert_int_eq(cyrus_plain("", "bob", "wrong"), AUTH_FAIL);
+	assert_cached("bob", "wrong", NULL);
+	ck_assert_int_eq(cyrus_plain("", "bob", "wrong"), AUTH_FAIL);
+	/* Right password, refused authorization: not a success either. */
+	ck_assert_int_eq(cyrus_plain("bob", "alice", "s3cret"), AUTH_FAIL);
+	char *got = cached_user_in(FQDN, "bob", "alice", "s3cret");
+	ck_assert_ptr_null(got);
+}
+END_TEST
+
+START_TEST(cache_after_a_challenge)
+{
+	init_cache(MECHS, cachedb[CDB_SHARED], NULL, true);
+	ck_assert_int_eq(cyrus_plain("", "alice", "s3cret"), AUTH_OK);
+	struct auth_session *s = session();
+	struct buf ch;
+	buf_init(&ch);
+	ck_assert_int_eq(auth_start(s, "PLAIN", NULL, &ch), AUTH_CONTINUE);
+	char *wrong = plain_response("", "alice", "nope");
+	ck_assert(!auth_step_cached(s, wrong));
+	char *resp = plain_response("", "alice", "s3cret");
+	ck_assert(auth_step_cached(s, resp));
+	ck_assert_str_eq(auth_username(s), "alice");
+	ck_assert(auth_cached(s));
+	/* Authenticated: no second exchange, from the cache or not. */
+	ck_assert(!auth_start_cached(s, "PLAIN", resp));
+	ck_assert_int_eq(auth_start(s, "PLAIN", resp, &ch), AUTH_FAIL);
+	auth_session_free(s);
+	/* A wrong password after the challenge still reaches Cyrus. */
+	s = session();
+	ck_assert_int_eq(auth_start(s, "PLAIN", NULL, &ch), AUTH_CONTINUE);
+	ck_assert(!auth_step_cached(s, wrong));
+	ck_assert_int_eq(auth_step(s, wrong, &ch), AUTH_FAIL);
+	auth_session_free(s);
+	free(wrong);
+	free(resp);
+	buf_free(&ch);
+}
+END_TEST
+
+START_TEST(cache_password_change)
+{
+	const char *db = cachedb[CDB_CHANGE];
+	init_cache(MECHS, db, NULL, true);
+	ck_assert_int_eq(cyrus_plain("", "alice", "s3cret"), AUTH_OK);
+	ck_assert_int_eq(cyrus_plain("", "bob", "hunter2"), AUTH_OK);
+	assert_cached("alice", "s3cret", "alice");
+	ck_assert_int_eq(saslpasswd2_on(db, FQDN, "alice", "n3w-pass"), 0);
+	/* At once: the old password is neither cached nor accepted. */
+	assert_cached("alice", "s3cret", NULL);
+	ck_assert_int_eq(cyrus_plain("", "alice", "s3cret"), AUTH_FAIL);
+	ck_assert_int_eq(cyrus_plain("", "alice", "n3w-pass"), AUTH_OK);
+	/* Every entry went with the change, and the file is too fresh to
+	 * take new ones. */
+	assert_cached("bob", "hunter2", NULL);
+	assert_cached("alice", "n3w-pass", NULL);
+}
+END_TEST
+
+START_TEST(cache_user_deleted)
+{
+	const char *db = cachedb[CDB_DELETE];
+	init_cache(MECHS, db, NULL, true);
+	ck_assert_int_eq(cyrus_plain("", "alice", "s3cret"), AUTH_OK);
+	assert_cached("alice", "s3cret", "alice");
+	ck_assert_int_eq(saslpasswd2_on(db, FQDN, "alice", NULL), 0);
+	assert_cached("alice", "s3cret", NULL);
+	ck_assert_int_eq(cyrus_plain("", "alice", "s3cret"), AUTH_FAIL);
+}
+END_TEST
+
+START_TEST(cache_file_replaced)
+{
+	const char *db = cachedb[CDB_REPLACE];
+	init_cache(MECHS, db, NULL, true);
+	ck_assert_int_eq(cyrus_plain("", "alice", "s3cret"), AUTH_OK);
+	assert_cached("alice", "s3cret", "alice");
+	/* Another file in its place, even with the same contents, is another
+	 * version: what it says is Cyrus's to read. */
+	char copy[sizeof(cachedb[0]) + 8];
+	snprintf(copy, sizeof(copy), "%s.new", db);
+	FILE *in = fopen(db, "rb"), *out = fopen(copy, "wb");
+	ck_assert(in && out);
+	char blk[4096];
+	size_t n;
+	while ((n = fread(blk, 1, sizeof(blk), in)) > 0)
+		ck_assert_uint_eq(fwrite(blk, 1, n, out), n);
+	fclose(in);
+	ck_assert_int_eq(fclose(out), 0);
+	ck_assert_int_eq(rename(copy, db), 0);
+	assert_cached("alice", "s3cret", NULL);
+	ck_assert_int_eq(cyrus_plain("", "alice", "s3cret"), AUTH_OK);
+	/* And its sasldb going away: no answer from memory either. */
+	ck_assert_int_eq(unlink(db), 0);
+	assert_cached("alice", "s3cret", NULL);
+}
+END_TEST
+
+START_TEST(cache_waits_for_a_quiet_file)
+{
+	char fresh[sizeof(tmpdir) + 16];
+	snprintf(fresh, sizeof(fresh), "%s/fresh", tmpdir);
+	ck_assert_int_eq(saslpasswd2_on(fresh, FQDN, "alice", "s3cret"), 0);
+	init_cache(MECHS, fresh, NULL, true);
+	ck_assert_int_eq(cyrus_plain("", "alice", "s3cret"), AUTH_OK);
+	assert_cached("alice", "s3cret", NULL);
+}
+END_TEST
+
+START_TEST(cache_off)
+{
+	init_cache(MECHS, cachedb[CDB_SHARED], NULL, false);
+	ck_assert(!auth_cache_active());
+	ck_assert_int_eq(cyrus_plain("", "alice", "s3cret"), AUTH_OK);
+	assert_cached("alice", "s3cret", NULL);
+	auth_shutdown();
+	/* A Cyrus file may send passwords elsewhere: nothing to watch. */
+	init_cache(MECHS, cachedb[CDB_SHARED], confdir, true);
+	ck_assert(!auth_cache_active());
+}
+END_TEST
+
+static void *cache_worker(void *arg)
+{
+	int *failures = arg;
+	for (int i = 0; i < LOGINS; i++) {
+		const char *user = i % 2 ? "alice" : "bob", *pass = i % 2 ? "s3cret" : "hunter2";
+		char *got = cached_user(user, pass);
+		if (!got && cyrus_plain("", user, pass) != AUTH_OK)
+			(*failures)++;
+		if (got && strcmp(got, user) != 0)
+			(*failures)++;
+		free(got);
+	}
+	return NULL;
+}
+
+START_TEST(cache_concurrent)
+{
+	init_cache(MECHS, cachedb[CDB_SHARED], NULL, true);
+	pthread_t t[THREADS];
+	int failures[THREADS] = { 0 };
+	for (int i = 0; i < THREADS; i++)
+		ck_assert_int_eq(pthread_create(&t[i], NULL, cache_worker, &failures[i]), 0);
+	for (int i = 0; i < THREADS; i++)
+		pthread_join(t[i], NULL);
+	for (int i = 0; i < THREADS; i++)
+		ck_assert_int_eq(failures[i], 0);
+	assert_cached("alice", "s3cret", "alice");
+	assert_cached("bob", "hunter2", "bob");
+}
+END_TEST
+
 /* ---- main --------------------------------------------------------------- */
 
 static Suite *auth_suite(void)
@@ -690,6 +983,19 @@ static Suite *auth_suite(void)
 	tcase_add_test(tc, corrupt_sasldb);
 	tcase_add_test(tc, concurrent_logins);
 	suite_add_tcase(su, tc);
+	tc = tcase_create("cache");
+	tcase_add_checked_fixture(tc, NULL, cache_teardown);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, cache_repeats_a_login);
+	tcase_add_test(tc, cache_keeps_no_failure);
+	tcase_add_test(tc, cache_after_a_challenge);
+	tcase_add_test(tc, cache_password_change);
+	tcase_add_test(tc, cache_user_deleted);
+	tcase_add_test(tc, cache_file_replaced);
+	tcase_add_test(tc, cache_waits_for_a_quiet_file);
+	tcase_add_test(tc, cache_off);
+	tcase_add_test(tc, cache_concurrent);
+	suite_add_tcase(su, tc);
 	return su;
 }
 
@@ -697,6 +1003,7 @@ int main(void)
 {
 	log_open("test_auth", false, LOG_LEVEL_WARN);
 	make_db();
+	wait_settled();
 	SRunner *sr = srunner_create(auth_suite());
 	srunner_run_all(sr, CK_NORMAL);
 	int failed = srunner_ntests_failed(sr);

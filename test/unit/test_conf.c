@@ -64,6 +64,7 @@ START_TEST(test_good)
 	snprintf(want, sizeof(want), "%s/sub/k.pem", dir);
 	ck_assert_str_eq(c->tls_key, want);
 	ck_assert_str_eq(c->sasl_mechanisms, "PLAIN LOGIN SCRAM-SHA-256");
+	ck_assert(c->sasl_credential_cache);   /* on unless turned off */
 	conf_free(c);
 }
 END_TEST
@@ -90,6 +91,7 @@ static const struct bad_case bad_cases[] = {
 	{ GOOD_BASE "listen submission { address = \"127.0.0.1:2\" client_cert = \"require\" }\n", "client_cert needs tls { ca }" },
 	{ GOOD_BASE "relay { retry_min = \"2h\" retry_max = \"1h\" }\n", "retry_min must be > 0 and <= retry_max" },
 	{ GOOD_BASE "log { level = \"loud\" }\n", "level: 'loud' is not one of" },
+	{ GOOD_BASE "sasl { credential_cache = maybe }\n", "bad.conf:4:" },
 	{ "listen smtps { address = \"127.0.0.1:1\" }\ntls {\n cert = \"c.pem\"\n key = \"missing.pem\"\n}\n", "bad.conf:4: key: cannot read" },
 	{ GOOD_BASE "limits {\n max_recipients = 5\n idle_timeout = \"soon\"\n}\n", "bad.conf:6: idle_timeout" },
 };
