@@ -292,7 +292,7 @@ int auth_init(const struct auth_conf *conf, char *err, size_t errlen)
 	/* Only a sasldb we name can be watched for changes; a Cyrus file may
 	 * send passwords anywhere (saslauthd, LDAP). */
 	if (conf->cache && g.sasldb && !g.file_picks_backend &&
-	    auth_cache_init(g.sasldb, CACHE_SLOTS, err, errlen) < 0) {
+	    auth_cache_init(g.sasldb, CACHE_SLOTS, AUTH_CACHE_MAX_AGE, err, errlen) < 0) {
 		auth_shutdown();
 		return -1;
 	}

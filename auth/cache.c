@@ -32,8 +32,8 @@ struct entry {
 static struct {
 	bool on;
 	char *path;
-	EVP_MAC *hmac;
-	unsigned char key[32];
+	unsigned max_age;
+	EVP_MAC_CTX *hmac;               /* keyed once; each tag works on a copy */
 	unsigned nslots;
 	struct entry **slots;
 	struct auth_cache_stamp stamp;   /* of the file the entries came from */
@@ -56,7 +56,29 @@ static void entry_free(struct entry *e)
 	free(e);
 }
 
-int auth_cache_init(const char *path, unsigned slots, char *err, size_t errlen)
+/* HMAC-SHA256 under a random key that never leaves this process (nor
+ * outlives it). */
+static EVP_MAC_CTX *keyed_hmac(void)
+{
+	unsigned char key[32];
+	OSSL_PARAM params[] = {
+		OSSL_PARAM_construct_utf8_string("digest", (char *)"SHA256", 0),
+		OSSL_PARAM_construct_end(),
+	};
+	EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+	EVP_MAC_CTX *ctx = mac ? EVP_MAC_CTX_new(mac) : NULL;
+	if (!ctx || RAND_bytes(key, sizeof(key)) != 1 ||
+	    EVP_MAC_init(ctx, key, sizeof(key), params) != 1) {
+		EVP_MAC_CTX_free(ctx);
+		ctx = NULL;
+	}
+	OPENSSL_cleanse(key, sizeof(key));
+	EVP_MAC_free(mac);   /* the context keeps its own reference */
+	return ctx;
+}
+
+int auth_cache_init(const char *path, unsigned slots, unsigned max_age, char *err,
+                    size_t errlen)
 {
 	if (c.on) {
 		snprintf(err, errlen, "auth_cache_init called twice");
@@ -66,15 +88,12 @@ int auth_cache_init(const char *path, unsigned slots, char *err, size_t errlen)
 		snprintf(err, errlen, "credential cache: no sasldb to watch");
 		return -1;
 	}
-	if (RAND_bytes(c.key, sizeof(c.key)) != 1) {
-		snprintf(err, errlen, "credential cache: no random key");
-		return -1;
-	}
-	if (!(c.hmac = EVP_MAC_fetch(NULL, "HMAC", NULL))) {
-		snprintf(err, errlen, "credential cache: no HMAC in OpenSSL");
+	if (!(c.hmac = keyed_hmac())) {
+		snprintf(err, errlen, "credential cache: no keyed HMAC-SHA256 from OpenSSL");
 		return -1;
 	}
 	c.path = str_dup(path);
+	c.max_age = max_age;
 	c.nslots = slots;
 	c.slots = xcalloc(slots, sizeof(*c.slots));
 	c.on = true;
@@ -89,9 +108,9 @@ void auth_cache_shutdown(void)
 		entry_free(c.slots[i]);
 	free(c.slots);
 	free(c.path);
-	EVP_MAC_free(c.hmac);
+	EVP_MAC_CTX_free(c.hmac);
 	c.hmac = NULL;
-	OPENSSL_cleanse(c.key, sizeof(c.key));
+	memset(&c.stamp, 0, sizeof(c.stamp));
 	c.slots = NULL;
 	c.path = NULL;
 	c.nslots = 0;
@@ -106,7 +125,13 @@ bool auth_cache_enabled(void)
 bool auth_cache_stamp(struct auth_cache_stamp *st)
 {
 	struct stat sb;
+	struct timespec mono;
 	memset(st, 0, sizeof(*st));
+	/* The clocks first: a change that lands after them shows in the
+	 * ctime, one before them is older than `taken`. */
+	clock_gettime(CLOCK_REALTIME, &st->taken);
+	clock_gettime(CLOCK_MONOTONIC, &mono);
+	st->clock_offset = (long long)st->taken.tv_sec - (long long)mono.tv_sec;
 	if (!c.on || stat(c.path, &sb) != 0)
 		return false;
 	st->dev = sb.st_dev;
@@ -117,11 +142,21 @@ bool auth_cache_stamp(struct auth_cache_stamp *st)
 	return true;
 }
 
-static bool stamp_equal(const struct auth_cache_stamp *a, const struct auth_cache_stamp *b)
+/* The same version of the file: every field stat() gives that a change
+ * moves. (ctime cannot be set from user space; mtime and size can.) */
+static bool same_file(const struct auth_cache_stamp *a, const struct auth_cache_stamp *b)
 {
 	return a->dev == b->dev && a->ino == b->ino && a->size == b->size &&
 	       a->mtime.tv_sec == b->mtime.tv_sec && a->mtime.tv_nsec == b->mtime.tv_nsec &&
 	       a->ctime.tv_sec == b->ctime.tv_sec && a->ctime.tv_nsec == b->ctime.tv_nsec;
+}
+
+/* Whether the table may stand for st: the same file, and no step of the
+ * wall clock since (after one, a change could be given an old ctime). */
+static bool same_version(const struct auth_cache_stamp *a, const struct auth_cache_stamp *b)
+{
+	long long drift = a->clock_offset - b->clock_offset;
+	return same_file(a, b) && drift >= -1 && drift <= 1;
 }
 
 /* The realm takes part so that the same bytes under another server name
@@ -130,13 +165,8 @@ static bool tag_of(unsigned char tag[TAG_LEN], const char *realm, const void *cr
 {
 	size_t out = 0;
 	const char *r = realm ? realm : "";
-	OSSL_PARAM params[] = {
-		OSSL_PARAM_construct_utf8_string("digest", (char *)"SHA256", 0),
-		OSSL_PARAM_construct_end(),
-	};
-	EVP_MAC_CTX *ctx = EVP_MAC_CTX_new(c.hmac);
-	bool ok = ctx && EVP_MAC_init(ctx, c.key, sizeof(c.key), params) == 1 &&
-	          EVP_MAC_update(ctx, (const unsigned char *)r, strlen(r) + 1) == 1 &&
+	EVP_MAC_CTX *ctx = EVP_MAC_CTX_dup(c.hmac);
+	bool ok = ctx && EVP_MAC_update(ctx, (const unsigned char *)r, strlen(r) + 1) == 1 &&
 	          EVP_MAC_update(ctx, cred, len) == 1 &&
 	          EVP_MAC_final(ctx, tag, &out, TAG_LEN) == 1 && out == TAG_LEN;
 	EVP_MAC_CTX_free(ctx);
@@ -154,7 +184,7 @@ static unsigned slot_of(const unsigned char tag[TAG_LEN])
  * file are never used again, and their tags leave memory now. */
 static void follow_file(const struct auth_cache_stamp *st)
 {
-	if (stamp_equal(&c.stamp, st))
+	if (same_version(&c.stamp, st))
 		return;
 	for (unsigned i = 0; i < c.nslots; i++) {
 		entry_free(c.slots[i]);
@@ -163,12 +193,12 @@ static void follow_file(const struct auth_cache_stamp *st)
 	c.stamp = *st;
 }
 
-/* Whether a change to the file could still share st's ctime tick. */
+/* Whether the file had been left alone for a while when Cyrus began to
+ * read it: a change in the same timestamp tick as that read could
+ * otherwise leave the stamp as it was. */
 static bool stamp_settled(const struct auth_cache_stamp *st)
 {
-	struct timespec now;
-	clock_gettime(CLOCK_REALTIME, &now);
-	return now.tv_sec - st->ctime.tv_sec >= AUTH_CACHE_QUIET;
+	return (long long)st->taken.tv_sec - (long long)st->ctime.tv_sec >= AUTH_CACHE_QUIET;
 }
 
 void auth_cache_put(const struct auth_cache_stamp *before, const char *realm,
@@ -176,9 +206,13 @@ void auth_cache_put(const struct auth_cache_stamp *before, const char *realm,
 {
 	struct auth_cache_stamp after;
 	unsigned char tag[TAG_LEN];
-	if (!c.on || !user || !auth_cache_stamp(&after) || !stamp_equal(before, &after) ||
-	    !stamp_settled(&after) || !tag_of(tag, realm, cred, len))
+	if (!c.on || !user || !stamp_settled(before) || !auth_cache_stamp(&after) ||
+	    !same_version(before, &after))
 		return;
+	if (!tag_of(tag, realm, cred, len)) {
+		OPENSSL_cleanse(tag, sizeof(tag));
+		return;
+	}
 	struct entry *e = xcalloc(1, sizeof(*e));
 	memcpy(e->tag, tag, TAG_LEN);
 	e->added = mono_now();
@@ -197,8 +231,12 @@ char *auth_cache_get(const char *realm, const void *cred, size_t len)
 {
 	struct auth_cache_stamp now;
 	unsigned char tag[TAG_LEN];
-	if (!c.on || !auth_cache_stamp(&now) || !tag_of(tag, realm, cred, len))
+	if (!c.on || !auth_cache_stamp(&now))
 		return NULL;
+	if (!tag_of(tag, realm, cred, len)) {
+		OPENSSL_cleanse(tag, sizeof(tag));
+		return NULL;
+	}
 	char *user = NULL;
 	struct entry *stale = NULL;
 	pthread_mutex_lock(&c.lock);
@@ -206,7 +244,7 @@ char *auth_cache_get(const char *realm, const void *cred, size_t len)
 	unsigned i = slot_of(tag);
 	struct entry *e = c.slots[i];
 	if (e && CRYPTO_memcmp(e->tag, tag, TAG_LEN) == 0) {
-		if (mono_now() - e->added < AUTH_CACHE_MAX_AGE) {
+		if (mono_now() - e->added < (time_t)c.max_age) {
 			user = str_dup(e->user);
 		} else {
 			stale = e;

@@ -33,18 +33,22 @@
 /* Seconds an entry lives even if the file never changes. */
 #define AUTH_CACHE_MAX_AGE 3600
 
-/* The identity of the file's contents, from stat(). */
+/* The identity of the file's contents, from stat(), and when it was taken. */
 struct auth_cache_stamp {
 	dev_t dev;
 	ino_t ino;
 	off_t size;
 	struct timespec mtime;
 	struct timespec ctime;
+	struct timespec taken;       /* CLOCK_REALTIME, just before the stat() */
+	long long clock_offset;      /* CLOCK_REALTIME - CLOCK_MONOTONIC, seconds */
 };
 
 /* path: the sasldb to watch; slots: entries kept (a power of two is not
- * needed). Returns 0, or -1 with err filled. Once per process. */
-int auth_cache_init(const char *path, unsigned slots, char *err, size_t errlen);
+ * needed); max_age: seconds an entry lives (AUTH_CACHE_MAX_AGE). Returns
+ * 0, or -1 with err filled. Once per process. */
+int auth_cache_init(const char *path, unsigned slots, unsigned max_age, char *err,
+                    size_t errlen);
 void auth_cache_shutdown(void);
 bool auth_cache_enabled(void);
 

@@ -380,6 +380,28 @@ class RawClient:
             pass
 
 
+def saslpasswd2(db, user, password=None):
+    """Sets user's password in db, or deletes user (password None)."""
+    if password is None:
+        subprocess.run([SASLPASSWD2, "-d", "-f", db, "-u", HOSTNAME, user], check=True)
+    else:
+        subprocess.run([SASLPASSWD2, "-p", "-c", "-f", db, "-u", HOSTNAME, user],
+                       input=password.encode(), check=True)
+
+
+def own_sasldb(workdir, accounts):
+    """A sasldb of the test's own, old enough for the cache to remember
+    logins from it (its last change at least 2 s ago)."""
+    d = make_dir(os.path.join(workdir, f"sasl-{os.urandom(4).hex()}"))
+    db = os.path.join(d, "sasldb2")
+    for user, password in accounts.items():
+        saslpasswd2(db, user, password)
+    os.chmod(db, 0o644)
+    while time.time() - os.stat(db).st_ctime < 2.2:
+        time.sleep(0.1)
+    return db
+
+
 # ---- fixtures --------------------------------------------------------------
 
 @pytest.fixture(scope="session")

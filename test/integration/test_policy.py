@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from conftest import DEFAULT_SENDER_MAP, USERS, wait_for
+from conftest import DEFAULT_SENDER_MAP, USERS, own_sasldb, wait_for
 
 # A map exercising every kind of target.
 MAP = """# account  addresses it may use
@@ -675,6 +675,27 @@ def test_auth_lockout_and_recovery(make_postern):
     assert_owned(c, "alice@mx.test")
     c.close()
     assert_stats(p, auth_failed=3, auth_locked=2)
+
+
+def test_lockout_holds_for_a_remembered_password(make_postern, workdir):
+    """A login the credential cache remembers still meets the lockout: the
+    right password, answered from memory, gets 454 4.7.0 while the
+    (address, account) pair is locked."""
+    db = own_sasldb(workdir, {"alice": "alice-pass"})
+    p = make_postern(sasldb=db, policy=f'auth_max_failures = 3 auth_lockout = "60s" {FAST_AUTH}')
+    for _ in range(2):
+        c = session(p, source="127.0.0.1")
+        code, lines = c.cmd("AUTH PLAIN " + plain("alice", "alice-pass"))
+        assert code == 235, lines
+        c.close()
+    assert len(re.findall(r"user=alice result=ok cache=hit", p.logtext())) == 1
+    c = session(p, source="127.0.0.1")
+    for _ in range(3):
+        auth_fail(c, "alice")
+    code, lines = c.cmd("AUTH PLAIN " + plain("alice", "alice-pass"))
+    assert (code, enh(lines)) == (454, "4.7.0"), lines
+    c.close()
+    assert len(re.findall(r"user=alice result=ok", p.logtext())) == 2
 
 
 def test_auth_ip_budget(make_postern):

@@ -44,7 +44,7 @@ static char dbpath[sizeof(tmpdir) + 16];
 static char confdir[sizeof(tmpdir) + 16];
 /* For the credential cache: one shared, and one for each test that
  * changes its database. */
-enum { CDB_SHARED, CDB_CHANGE, CDB_DELETE, CDB_REPLACE, CDB_COUNT };
+enum { CDB_SHARED, CDB_CHANGE, CDB_DELETE, CDB_REPLACE, CDB_STALE, CDB_COUNT };
 static char cachedb[CDB_COUNT][sizeof(tmpdir) + 16];
 
 /* ---- fixture ------------------------------------------------------------ */
@@ -952,6 +952,98 @@ START_TEST(cache_concurrent)
 }
 END_TEST
 
+/* The cache's own interface, without Cyrus: what a worker does around
+ * Cyrus's lookup (stamp, look, put) and what the loop asks. */
+static const char CRED[] = "\0alice\0s3cret";
+
+static char *api_get(void)
+{
+	return auth_cache_get(FQDN, CRED, sizeof(CRED) - 1);
+}
+
+static void api_init(const char *db, unsigned max_age)
+{
+	char err[256] = "";
+	ck_assert_msg(auth_cache_init(db, 16, max_age, err, sizeof(err)) == 0, "%s", err);
+}
+
+static void api_teardown(void)
+{
+	auth_cache_shutdown();
+}
+
+START_TEST(cache_put_needs_the_file_unchanged)
+{
+	const char *db = cachedb[CDB_STALE];
+	api_init(db, AUTH_CACHE_MAX_AGE);
+	struct auth_cache_stamp before;
+	ck_assert(auth_cache_stamp(&before));
+	/* The file changes while "Cyrus" reads it: nothing is kept. */
+	ck_assert_int_eq(saslpasswd2_on(db, FQDN, "alice", "changed"), 0);
+	auth_cache_put(&before, FQDN, CRED, sizeof(CRED) - 1, "alice");
+	ck_assert_ptr_null(api_get());
+}
+END_TEST
+
+START_TEST(cache_put_needs_a_quiet_file_before_the_lookup)
+{
+	/* A stamp of a file changed just now, then a slow lookup: the quiet
+	 * time counts from the stamp, not from the answer. */
+	char fresh[sizeof(tmpdir) + 16];
+	snprintf(fresh, sizeof(fresh), "%s/fresh2", tmpdir);
+	ck_assert_int_eq(saslpasswd2_on(fresh, FQDN, "alice", "s3cret"), 0);
+	api_init(fresh, AUTH_CACHE_MAX_AGE);
+	struct auth_cache_stamp before;
+	ck_assert(auth_cache_stamp(&before));
+	sleep(AUTH_CACHE_QUIET + 1);
+	auth_cache_put(&before, FQDN, CRED, sizeof(CRED) - 1, "alice");
+	ck_assert_ptr_null(api_get());
+	/* A stamp taken now, of the same quiet file, may be kept. */
+	ck_assert(auth_cache_stamp(&before));
+	auth_cache_put(&before, FQDN, CRED, sizeof(CRED) - 1, "alice");
+	char *got = api_get();
+	ck_assert_ptr_nonnull(got);
+	ck_assert_str_eq(got, "alice");
+	free(got);
+}
+END_TEST
+
+START_TEST(cache_entries_expire)
+{
+	api_init(cachedb[CDB_SHARED], 2);
+	struct auth_cache_stamp before;
+	ck_assert(auth_cache_stamp(&before));
+	auth_cache_put(&before, FQDN, CRED, sizeof(CRED) - 1, "alice");
+	char *got = api_get();
+	ck_assert_ptr_nonnull(got);
+	free(got);
+	sleep(3);
+	ck_assert_ptr_null(api_get());
+}
+END_TEST
+
+START_TEST(cache_clock_step_forgets)
+{
+	api_init(cachedb[CDB_SHARED], AUTH_CACHE_MAX_AGE);
+	struct auth_cache_stamp before;
+	ck_assert(auth_cache_stamp(&before));
+	/* As if the wall clock had moved against the monotonic one during
+	 * the lookup. */
+	before.clock_offset -= 5;
+	auth_cache_put(&before, FQDN, CRED, sizeof(CRED) - 1, "alice");
+	ck_assert_ptr_null(api_get());
+	before.clock_offset += 5;
+	auth_cache_put(&before, FQDN, CRED, sizeof(CRED) - 1, "alice");
+	char *got = api_get();
+	ck_assert_ptr_nonnull(got);
+	ck_assert_str_eq(got, "alice");
+	free(got);
+	/* Another realm, or other bytes, are other keys. */
+	ck_assert_ptr_null(auth_cache_get("other.test", CRED, sizeof(CRED) - 1));
+	ck_assert_ptr_null(auth_cache_get(FQDN, CRED, sizeof(CRED) - 2));
+}
+END_TEST
+
 /* ---- main --------------------------------------------------------------- */
 
 static Suite *auth_suite(void)
@@ -995,6 +1087,14 @@ static Suite *auth_suite(void)
 	tcase_add_test(tc, cache_waits_for_a_quiet_file);
 	tcase_add_test(tc, cache_off);
 	tcase_add_test(tc, cache_concurrent);
+	suite_add_tcase(su, tc);
+	tc = tcase_create("cache_api");
+	tcase_add_checked_fixture(tc, NULL, api_teardown);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, cache_put_needs_the_file_unchanged);
+	tcase_add_test(tc, cache_put_needs_a_quiet_file_before_the_lookup);
+	tcase_add_test(tc, cache_entries_expire);
+	tcase_add_test(tc, cache_clock_step_forgets);
 	suite_add_tcase(su, tc);
 	return su;
 }
