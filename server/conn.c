@@ -256,7 +256,11 @@ static void conn_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b)
 		conn_tls_input(s, b->base, (size_t)nread);
 	else
 		session_input(s, b->base, (size_t)nread);
-	if (!uv_is_closing((uv_handle_t *)&s->tcp))
+	/* Replies to MAIL and RCPT pipelined with DATA or BDAT wait for the
+	 * 354 (or the error) that ends SS_SPOOL_WAIT a moment later, so that
+	 * the group goes out in one TLS record and one write (RFC 2920 lets
+	 * a server send a group's replies together). */
+	if (!uv_is_closing((uv_handle_t *)&s->tcp) && s->state != SS_SPOOL_WAIT)
 		session_flush(s);
 }
 
