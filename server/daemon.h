@@ -49,6 +49,7 @@ struct worker {
 	uint64_t stop_deadline;   /* loop time when a graceful stop gives up */
 	unsigned inflight;        /* queue file creates and commits not yet called back */
 	char readbuf[65536];      /* shared by every read on this loop */
+	char writebuf[16384];     /* ciphertext on its way to a socket, ditto */
 };
 
 struct daemon {
