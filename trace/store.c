@@ -36,6 +36,7 @@ struct item {
 		struct trace_delivery del;
 		char qid[ID_LEN + 1];
 	} u;
+	bool found;          /* a retraction that found its record */
 	struct item *next;
 };
 
@@ -323,14 +324,15 @@ static void log_db_error(struct trace_store *ts, const char *what, const char *q
 	        qid ? qid : "", sqlite3_errmsg(ts->db));
 }
 
-static int write_retract(struct trace_store *ts, const char *qid)
+/* Logged once the transaction has committed (write_all): before, a
+ * reader could still see the record, and a rollback would keep it. */
+static int write_retract(struct trace_store *ts, struct item *it)
 {
-	bind_str(ts->del_rcpts, 1, qid);
-	bind_str(ts->del_message, 1, qid);
+	bind_str(ts->del_rcpts, 1, it->u.qid);
+	bind_str(ts->del_message, 1, it->u.qid);
 	if (step_done(ts->del_rcpts) < 0 || step_done(ts->del_message) < 0)
 		return -EIO;
-	log_info("event=trace_retracted qid=%s found=%s", qid,
-	         sqlite3_changes(ts->db) ? "yes" : "no");
+	it->found = sqlite3_changes(ts->db) != 0;
 	return 0;
 }
 
@@ -346,7 +348,7 @@ static void write_item(struct trace_store *ts, struct item *it)
 			log_db_error(ts, "delivery", it->u.del.qid);
 		break;
 	case ITEM_RETRACT:
-		if (write_retract(ts, it->u.qid) < 0)
+		if (write_retract(ts, it) < 0)
 			log_db_error(ts, "retract", it->u.qid);
 		break;
 	}
@@ -392,8 +394,13 @@ static bool write_all(struct trace_store *ts, struct trace_batch *batches, struc
 	}
 	if (!ok && !sqlite3_get_autocommit(ts->db))
 		(void)trace__db_exec(ts->db, "ROLLBACK", NULL, 0);
-	if (ok)
+	if (ok) {
+		for (struct item *it = items; it; it = it->next)
+			if (it->kind == ITEM_RETRACT)
+				log_info("event=trace_retracted qid=%s found=%s", it->u.qid,
+				         it->found ? "yes" : "no");
 		return true;
+	}
 	for (struct trace_batch *b = batches; b; b = b->next)
 		for (size_t i = 0; i < b->n; i++)
 			b->v[i]->status = -EIO;
