@@ -2,6 +2,9 @@
  * listener.c - listening sockets. Each worker has its own socket per
  * listener (SO_REUSEPORT), bound before privileges are dropped, so the
  * kernel spreads connections over the loops without a shared accept lock.
+ * SO_REUSEPORT would also let any other socket of the same user join the
+ * group (a second posternd, a second listener on the same address) and
+ * take a share of the connections, so a plain bind is tried first.
  */
 #include "server/daemon.h"
 #include "server/session.h"
@@ -35,6 +38,27 @@ static int listener_socket(const struct addrinfo *ai, char *err, size_t errlen, 
 	return fd;
 }
 
+/* Fails, as a bind without SO_REUSEPORT would, when anything listens on
+ * the address already; SO_REUSEADDR only so that connections in
+ * TIME_WAIT from a previous run do not count. */
+static int listener_probe(const struct addrinfo *ai, char *err, size_t errlen, const char *addr)
+{
+	int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		snprintf(err, errlen, "listen %s: socket: %s", addr, strerror(errno));
+		return -1;
+	}
+	int one = 1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (ai->ai_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	int rc = bind(fd, ai->ai_addr, ai->ai_addrlen);
+	if (rc < 0)
+		snprintf(err, errlen, "listen %s: %s", addr, strerror(errno));
+	close(fd);
+	return rc;
+}
+
 int listener_bind(struct listener *l, unsigned nworkers, char *err, size_t errlen)
 {
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE };
@@ -44,6 +68,10 @@ int listener_bind(struct listener *l, unsigned nworkers, char *err, size_t errle
 	int rc = getaddrinfo(l->conf->host, port, &hints, &res);
 	if (rc != 0) {
 		snprintf(err, errlen, "listen %s: %s", l->conf->address, gai_strerror(rc));
+		return -1;
+	}
+	if (listener_probe(res, err, errlen, l->conf->address) < 0) {
+		freeaddrinfo(res);
 		return -1;
 	}
 	l->fds = xcalloc(nworkers, sizeof(int));

@@ -7,11 +7,12 @@ import re
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 
 import pytest
 
-from conftest import IS_ROOT, POSTERND, SRCDIR, free_port, wait_for
+from conftest import IS_ROOT, POSTERND, SRCDIR, free_port, make_dir, wait_for
 
 SAMPLE = os.path.join(SRCDIR, "etc", "postern.conf")
 
@@ -228,6 +229,50 @@ def test_sample_config_parses(tmp_path, pki, sasldb):
     out = check(path)
     assert out.returncode == 0, out.stderr
     assert "configuration OK" in out.stdout
+
+
+# ---- addresses in use ----------------------------------------------------------------
+
+def run_posternd(text, base):
+    path = os.path.join(base, "postern.conf")
+    with open(path, "w") as f:
+        f.write(text)
+    return subprocess.run([POSTERND, "-c", path], capture_output=True, text=True, timeout=30)
+
+
+def test_port_of_a_running_daemon_refused(postern, workdir):
+    """A second posternd on the first one's smtps port stops with "Address
+    already in use" (SO_REUSEPORT would otherwise let it take a share of
+    the first one's connections); the first one goes on serving."""
+    base = make_dir(tempfile.mkdtemp(prefix="second-", dir=workdir))
+    with open(postern.conf) as f:
+        text = f.read()
+    for mode in ("submission", "mx"):
+        text = text.replace(f'127.0.0.1:{postern.ports[mode]}"', f'127.0.0.1:{free_port()}"')
+    spool = make_dir(os.path.join(base, "spool"), for_daemon=True)
+    trace = make_dir(os.path.join(base, "trace"), for_daemon=True)
+    text = text.replace(f'"{postern.spool}"', f'"{spool}"')
+    text = text.replace(f'"{postern.trace_db}"', f'"{os.path.join(trace, "trace.db")}"')
+    out = run_posternd(text, base)
+    assert out.returncode != 0
+    address = f"127.0.0.1:{postern.ports['smtps']}"
+    assert f"listen {address}: Address already in use" in out.stderr, out.stderr
+    for _ in range(8):
+        with postern.smtps() as c:
+            assert c.noop()[0] == 250
+
+
+def test_two_listeners_on_one_address_refused(postern):
+    """A configuration that gives two listeners the same address does not
+    start: connections would land on either at random."""
+    assert postern.stop() == 0
+    with open(postern.conf) as f:
+        text = f.read()
+    smtps = f'127.0.0.1:{postern.ports["smtps"]}"'
+    text = text.replace(f'127.0.0.1:{postern.ports["submission"]}"', smtps)
+    out = run_posternd(text, postern.base)
+    assert out.returncode != 0
+    assert f"listen {smtps[:-1]}: Address already in use" in out.stderr, out.stderr
 
 
 # ---- signals -----------------------------------------------------------------------
