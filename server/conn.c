@@ -87,8 +87,8 @@ static void conn_write_done(uv_write_t *req, int status)
 /* Sends what the socket takes at once with uv_try_write (which also keeps
  * the order: it refuses while anything is queued) and queues only the
  * rest. A completed uv_write costs a request, a deferred callback and, on
- * Linux, an epoll_ctl to re-arm the watcher: ~5 system calls per
- * connection that a reply the socket takes at once does not need. */
+ * Linux, an epoll_ctl to re-arm the watcher (4 of a one-message
+ * connection's 10) that a reply the socket takes at once does not need. */
 static void conn_write(struct session *s, const char *data, size_t len)
 {
 	uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);

@@ -211,6 +211,8 @@ static void proceed_starttls(struct session *s, struct smtp_cmd *cmd)
 	}
 	session_send(s, 220, "2.0.0", "Ready to start TLS");
 	session_flush(s);
+	if (uv_is_closing((uv_handle_t *)&s->tcp))
+		return;   /* the peer went away while we wrote */
 	/* CVE-2011-0411: anything pipelined after STARTTLS arrived in
 	 * plaintext and must not be taken as if it came over TLS. */
 	if (smtp_reader_pending(&s->reader)) {

@@ -36,7 +36,8 @@ struct item {
 		struct trace_delivery del;
 		char qid[ID_LEN + 1];
 	} u;
-	bool found;          /* a retraction that found its record */
+	bool retracted;      /* a retraction whose DELETEs ran in this transaction */
+	bool found;          /* ... and found the record */
 	struct item *next;
 };
 
@@ -328,11 +329,13 @@ static void log_db_error(struct trace_store *ts, const char *what, const char *q
  * reader could still see the record, and a rollback would keep it. */
 static int write_retract(struct trace_store *ts, struct item *it)
 {
+	it->retracted = it->found = false;
 	bind_str(ts->del_rcpts, 1, it->u.qid);
 	bind_str(ts->del_message, 1, it->u.qid);
 	if (step_done(ts->del_rcpts) < 0 || step_done(ts->del_message) < 0)
 		return -EIO;
 	it->found = sqlite3_changes(ts->db) != 0;
+	it->retracted = true;
 	return 0;
 }
 
@@ -396,7 +399,7 @@ static bool write_all(struct trace_store *ts, struct trace_batch *batches, struc
 		(void)trace__db_exec(ts->db, "ROLLBACK", NULL, 0);
 	if (ok) {
 		for (struct item *it = items; it; it = it->next)
-			if (it->kind == ITEM_RETRACT)
+			if (it->kind == ITEM_RETRACT && it->retracted)
 				log_info("event=trace_retracted qid=%s found=%s", it->u.qid,
 				         it->found ? "yes" : "no");
 		return true;
