@@ -308,10 +308,6 @@ void auth_shutdown(void)
 	free_globals();
 }
 
-bool auth_cache_active(void)
-{
-	return auth_cache_enabled();
-}
 
 /* ---- sessions --------------------------------------------------------- */
 
@@ -573,6 +569,18 @@ bool auth_malformed(struct auth_session *s)
 	return s->malformed;
 }
 
+/* The exchange ended well, by Cyrus or by the cache: user (taken over)
+ * is the identity from now on. */
+static int authenticated(struct auth_session *s, char *user, const char *mech)
+{
+	s->username = user;
+	s->mech = str_dup(mech);
+	s->active = false;
+	s->final_sent = false;
+	s->done = true;
+	return AUTH_OK;
+}
+
 static int succeed(struct auth_session *s)
 {
 	const void *user = NULL, *mech = NULL;
@@ -580,12 +588,7 @@ static int succeed(struct auth_session *s)
 		return fail(s, AUTH_TEMPFAIL, "no user name after authentication");
 	if (sasl_getprop(s->conn, SASL_MECHNAME, &mech) != SASL_OK || !mech)
 		mech = s->mech_try;
-	s->username = str_dup(user);
-	s->mech = str_dup(mech);
-	s->active = false;
-	s->final_sent = false;
-	s->done = true;
-	return AUTH_OK;
+	return authenticated(s, str_dup(user), mech);
 }
 
 static int finish(struct auth_session *s, int r, const char *out, unsigned outlen,
@@ -696,13 +699,9 @@ static bool answer_from_cache(struct auth_session *s, const char *b64)
 	wipe_free(in, inlen);
 	if (!user)
 		return false;
-	free(s->username);
-	free(s->mech);
-	s->username = user;
-	s->mech = str_dup("PLAIN");
 	str_lcpy(s->mech_try, "PLAIN", sizeof(s->mech_try));
-	s->active = s->final_sent = false;
-	s->saw_client = s->done = s->cached = true;
+	s->saw_client = s->cached = true;
+	authenticated(s, user, "PLAIN");
 	return true;
 }
 

@@ -73,8 +73,8 @@ int auth_step(struct auth_session *s, const char *response, struct buf *challeng
  * run auth_start()/auth_step() on a worker as usual. */
 bool auth_start_cached(struct auth_session *s, const char *mech, const char *initial);
 bool auth_step_cached(struct auth_session *s, const char *response);
-/* Whether the cache is on; whether this session's login came from it. */
-bool auth_cache_active(void);
+/* Whether this session's login came from the cache (auth_cache_enabled()
+ * in auth/cache.h says whether there is one). */
 bool auth_cached(struct auth_session *s);
 
 /* After AUTH_OK: the authenticated identity (the authorization id) and the

@@ -1,10 +1,12 @@
 """Slow and hostile clients: a client that stops in the middle of DATA, one
-that never finishes its TLS handshake after STARTTLS, and AUTH responses
-longer than RFC 4954 allows. Each ends in a reply and a clean close (or the
+that never finishes its TLS handshake after STARTTLS, AUTH responses
+longer than RFC 4954 allows, and one that sends without reading its replies. Each ends in a reply and a clean close (or the
 session goes on), never a hang, and nothing half-received is delivered."""
 
 import base64
 import os
+import socket
+import threading
 import time
 
 from conftest import expect
@@ -55,3 +57,34 @@ def test_auth_response_longer_than_rfc4954_allows(postern):
     # the exchange is over: the next line is a command again
     expect(c.cmd("NOOP"), 250)
     c.login("alice")
+
+
+def test_client_that_does_not_read_its_replies(postern):
+    """600,000 pipelined NOOPs (on the mx listener, in plaintext, so that
+    one thread may send while another reads) from a client with a 4 KiB
+    receive buffer that reads nothing for a while: the replies (~9 MB)
+    outgrow what the socket takes even at its largest send buffer (4 MB
+    here), so they are written in part and the rest is queued, and the
+    server stops reading above its high-water mark instead of buffering
+    without end. Once the client reads, every reply arrives, once and in
+    order, and the session goes on."""
+    n = 600000
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(60)
+    sock.connect(("127.0.0.1", postern.ports["mx"]))
+    f = sock.makefile("rb")
+    assert f.readline().startswith(b"220 ")
+    sender = threading.Thread(target=sock.sendall, args=(b"NOOP\r\n" * n,))
+    sender.start()
+    time.sleep(1.5)                          # nothing read meanwhile
+    with postern.smtps() as other:           # the loop is not stuck on us
+        assert other.noop()[0] == 250
+    for i in range(n):
+        line = f.readline()
+        assert line == b"250 2.0.0 Ok\r\n", (i, line)
+    sender.join(60)
+    assert not sender.is_alive()
+    sock.sendall(b"QUIT\r\n")
+    assert f.readline().startswith(b"221 ")
+    sock.close()

@@ -710,11 +710,6 @@ static void wait_settled(void)
 	}
 }
 
-static void cache_teardown(void)
-{
-	auth_shutdown();
-}
-
 /* A login through Cyrus, as a worker runs it. */
 static int cyrus_plain(const char *authzid, const char *user, const char *pass)
 {
@@ -772,7 +767,7 @@ static void assert_cached(const char *user, const char *pass, const char *expect
 START_TEST(cache_repeats_a_login)
 {
 	init_cache(MECHS, cachedb[CDB_SHARED], NULL, true);
-	ck_assert(auth_cache_active());
+	ck_assert(auth_cache_enabled());
 	assert_cached("alice", "s3cret", NULL);
 	ck_assert_int_eq(cyrus_plain("", "alice", "s3cret"), AUTH_OK);
 	assert_cached("alice", "s3cret", "alice");
@@ -790,6 +785,8 @@ START_TEST(cache_repeats_a_login)
 	ck_assert(!auth_start_cached(s, "LOGIN", ir));
 	ck_assert(!auth_start_cached(s, "PLAIN", NULL));
 	ck_assert(!auth_start_cached(s, "PLAIN", "!!not base64"));
+	ck_assert(!auth_start_cached(s, "PLAIN", "="));
+	ck_assert(!auth_start_cached(s, "PLAIN", ""));
 	ck_assert_ptr_null(auth_username(s));
 	free(ir);
 	auth_session_free(s);
@@ -911,13 +908,13 @@ END_TEST
 START_TEST(cache_off)
 {
 	init_cache(MECHS, cachedb[CDB_SHARED], NULL, false);
-	ck_assert(!auth_cache_active());
+	ck_assert(!auth_cache_enabled());
 	ck_assert_int_eq(cyrus_plain("", "alice", "s3cret"), AUTH_OK);
 	assert_cached("alice", "s3cret", NULL);
 	auth_shutdown();
 	/* A Cyrus file may send passwords elsewhere: nothing to watch. */
 	init_cache(MECHS, cachedb[CDB_SHARED], confdir, true);
-	ck_assert(!auth_cache_active());
+	ck_assert(!auth_cache_enabled());
 }
 END_TEST
 
@@ -1046,12 +1043,19 @@ END_TEST
 
 /* ---- main --------------------------------------------------------------- */
 
+static TCase *add_tcase(Suite *su, const char *name, void (*up)(void), void (*down)(void))
+{
+	TCase *tc = tcase_create(name);
+	tcase_add_checked_fixture(tc, up, down);
+	tcase_set_timeout(tc, 60);
+	suite_add_tcase(su, tc);
+	return tc;
+}
+
 static Suite *auth_suite(void)
 {
 	Suite *su = suite_create("auth");
-	TCase *tc = tcase_create("sasl");
-	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_set_timeout(tc, 60);
+	TCase *tc = add_tcase(su, "sasl", setup, teardown);
 	tcase_add_test(tc, plain_initial_ok);
 	tcase_add_test(tc, plain_realm_user_ok);
 	tcase_add_test(tc, plain_wrong_password);
@@ -1074,10 +1078,7 @@ static Suite *auth_suite(void)
 	tcase_add_test(tc, missing_sasldb);
 	tcase_add_test(tc, corrupt_sasldb);
 	tcase_add_test(tc, concurrent_logins);
-	suite_add_tcase(su, tc);
-	tc = tcase_create("cache");
-	tcase_add_checked_fixture(tc, NULL, cache_teardown);
-	tcase_set_timeout(tc, 60);
+	tc = add_tcase(su, "cache", NULL, teardown);
 	tcase_add_test(tc, cache_repeats_a_login);
 	tcase_add_test(tc, cache_keeps_no_failure);
 	tcase_add_test(tc, cache_after_a_challenge);
@@ -1087,15 +1088,11 @@ static Suite *auth_suite(void)
 	tcase_add_test(tc, cache_waits_for_a_quiet_file);
 	tcase_add_test(tc, cache_off);
 	tcase_add_test(tc, cache_concurrent);
-	suite_add_tcase(su, tc);
-	tc = tcase_create("cache_api");
-	tcase_add_checked_fixture(tc, NULL, api_teardown);
-	tcase_set_timeout(tc, 60);
+	tc = add_tcase(su, "cache_api", NULL, api_teardown);
 	tcase_add_test(tc, cache_put_needs_the_file_unchanged);
 	tcase_add_test(tc, cache_put_needs_a_quiet_file_before_the_lookup);
 	tcase_add_test(tc, cache_entries_expire);
 	tcase_add_test(tc, cache_clock_step_forgets);
-	suite_add_tcase(su, tc);
 	return su;
 }
 

@@ -689,17 +689,30 @@ static void rider_file_committed(int status, void *arg)
 	rf->sl->committed++;
 }
 
+/* A spool on a loop whose riders the log above writes. */
+static void rider_loop_begin(struct spool_loop *sl, struct rider_log *log)
+{
+	spool_loop_begin(sl);
+	memset(log, 0, sizeof(*log));
+	sem_init(&log->go, 0, 0);
+	const struct relay_riders ops = { riders_start, riders_finish, riders_cancel, log };
+	relay_spool_set_riders(sl->sp, &ops);
+}
+
+static void rider_loop_end(struct spool_loop *sl, struct rider_log *log)
+{
+	spool_loop_end(sl);
+	sem_destroy(&log->go);
+}
+
 /* The trace records ride with their queue files: started once the files
  * are written, finished before they are renamed into queue/, and a file
  * whose record failed is never queued. */
 START_TEST(spool_riders_decide_what_is_queued)
 {
 	struct spool_loop sl;
-	spool_loop_begin(&sl);
-	struct rider_log log = { 0 };
-	sem_init(&log.go, 0, 0);
-	const struct relay_riders ops = { riders_start, riders_finish, riders_cancel, &log };
-	relay_spool_set_riders(sl.sp, &ops);
+	struct rider_log log;
+	rider_loop_begin(&sl, &log);
 	/* The plug's batch holds the commit thread until the others are all
 	 * waiting, so that they make one batch, riders and none mixed. */
 	enum { NFILES = 5 };
@@ -739,8 +752,7 @@ START_TEST(spool_riders_decide_what_is_queued)
 		ck_assert_msg(exists("queue", qids[i]) == queued, "%s", qids[i]);
 	}
 	ck_assert_int_eq(count_sub("tmp"), 0);
-	spool_loop_end(&sl);
-	sem_destroy(&log.go);
+	rider_loop_end(&sl, &log);
 }
 END_TEST
 
@@ -750,11 +762,8 @@ END_TEST
 START_TEST(spool_rider_of_failed_file_is_cancelled)
 {
 	struct spool_loop sl;
-	spool_loop_begin(&sl);
-	struct rider_log log = { 0 };
-	sem_init(&log.go, 0, 0);
-	const struct relay_riders ops = { riders_start, riders_finish, riders_cancel, &log };
-	relay_spool_set_riders(sl.sp, &ops);
+	struct rider_log log;
+	rider_loop_begin(&sl, &log);
 	const char *qids[2] = { "Q0RIDERSKEPT0001", "Q0RIDERSLOST0002" };
 	char blocker[PATH_MAX + 64];
 	snprintf(blocker, sizeof(blocker), "%s/queue/%s", spool, qids[1]);
@@ -772,8 +781,7 @@ START_TEST(spool_rider_of_failed_file_is_cancelled)
 	ck_assert_int_eq(riders[1].finishes, 1);
 	ck_assert_int_eq(riders[1].cancels, 1);
 	ck_assert_int_eq(count_sub("tmp"), 0);
-	spool_loop_end(&sl);
-	sem_destroy(&log.go);
+	rider_loop_end(&sl, &log);
 }
 END_TEST
 

@@ -179,6 +179,17 @@ static struct fake *fakes_make(size_t n)
 	return f;
 }
 
+/* A fresh store that holds the first of n fakes, written and answered. */
+static struct trace_store *store_with_first(struct fake **f, size_t n)
+{
+	struct trace_store *ts = fresh_store();
+	*f = fakes_make(n);
+	int status = -1;
+	write_all(ts, *f, 1, &status, false);
+	ck_assert_int_eq(status, 0);
+	return ts;
+}
+
 #define NSEED 12
 
 /* The store with NSEED records, some refusals and delivery results. */
@@ -651,11 +662,10 @@ END_TEST
 START_TEST(group_commit)
 {
 	char err[512];
-	struct trace_store *ts = fresh_store();
 	enum { N = 1000 };
-	struct fake *f = fakes_make(N + 1);
+	struct fake *f;
+	struct trace_store *ts = store_with_first(&f, N + 1);
 	int *status = xcalloc(N + 1, sizeof(*status));
-	write_all(ts, f, 1, status, false);
 	struct trace_delivery d = { f[0].r.qid, f[0].rcpt0, "delivered", "[127.0.0.1]:10025",
 		                    "250 2.0.0 ok", BASE_TIME + 5 };
 	trace_store_delivery(ts, &d);
@@ -731,11 +741,8 @@ END_TEST
  * store's own thread, soon. */
 START_TEST(lazy_items_written_alone)
 {
-	struct trace_store *ts = fresh_store();
-	struct fake *f = fakes_make(1);
-	int status[1];
-	write_all(ts, f, 1, status, false);
-	ck_assert_int_eq(status[0], 0);
+	struct fake *f;
+	struct trace_store *ts = store_with_first(&f, 1);
 	struct trace_delivery d = { f[0].r.qid, f[0].rcpt0, "bounced", "[127.0.0.1]:10025",
 		                    "550 5.1.1 no", BASE_TIME + 5 };
 	trace_store_delivery(ts, &d);
@@ -809,11 +816,9 @@ END_TEST
  * hears -EIO, and the store works again once the disk does. */
 START_TEST(write_failure_reaches_owner)
 {
-	struct trace_store *ts = fresh_store();
-	struct fake *f = fakes_make(6);
+	struct fake *f;
+	struct trace_store *ts = store_with_first(&f, 6);
 	int status[4];
-	write_all(ts, f, 1, status, false);
-	ck_assert_int_eq(status[0], 0);
 
 	write_all(ts, f + 1, 4, status, true);
 	for (size_t i = 0; i < 4; i++)
