@@ -56,6 +56,18 @@ void log_msg(enum log_level level, const char *fmt, ...) PRINTF_LIKE(2, 3);
 #define log_warn(...) log_msg(LOG_LEVEL_WARN, __VA_ARGS__)
 #define log_info(...) log_msg(LOG_LEVEL_INFO, __VA_ARGS__)
 #define log_debug(...) do { if (log_enabled(LOG_LEVEL_DEBUG)) log_msg(LOG_LEVEL_DEBUG, __VA_ARGS__); } while (0)
+/* A value a client (or a peer, or a file) controls, for a log line: always
+ * in double quotes, with '"', '\\' and control bytes escaped ("\\n", "\\x01"),
+ * so that no value can end its field or start a key of its own; NULL is an
+ * unquoted "-". Values longer than LOG_Q_MAX bytes are cut and end in "...".
+ * The result lives in a per-thread ring of LOG_Q_SLOTS buffers: pass it to
+ * one log call, never keep it. */
+#define LOG_Q_MAX 400
+#define LOG_Q_SLOTS 12
+const char *log_q(const char *s);
+const char *log_qn(const char *s, size_t n);
+/* The same escaping into a buffer of the caller's (quotes included). */
+void log_quote(struct buf *out, const char *s, size_t n);
 /* A broken invariant: log and abort. */
 void fatal(const char *fmt, ...) PRINTF_LIKE(1, 2) __attribute__((noreturn));
 

@@ -71,6 +71,67 @@ static void log_vmsg(enum log_level level, const char *fmt, va_list ap)
 	(void)file_write_all(STDERR_FILENO, line, len);
 }
 
+/* Writes the quoted form of s[0..n) at dst, which holds 4 * n + 2 bytes;
+ * returns its length. */
+static size_t quote_into(char *dst, const char *s, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+	char *o = dst;
+	*o++ = '"';
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c == '"' || c == '\\') {
+			*o++ = '\\';
+			*o++ = (char)c;
+		} else if (c == '\n' || c == '\r' || c == '\t') {
+			*o++ = '\\';
+			*o++ = c == '\n' ? 'n' : c == '\r' ? 'r' : 't';
+		} else if (c < 0x20 || c == 0x7f) {
+			*o++ = '\\';
+			*o++ = 'x';
+			*o++ = hex[c >> 4];
+			*o++ = hex[c & 15];
+		} else {
+			*o++ = (char)c;
+		}
+	}
+	*o++ = '"';
+	return (size_t)(o - dst);
+}
+
+void log_quote(struct buf *out, const char *s, size_t n)
+{
+	if (n > (SIZE_MAX - 2) / 4)
+		fatal("log_quote: size overflow");
+	buf_reserve(out, 4 * n + 2);
+	out->len += quote_into(out->data + out->len, s, n);
+	out->data[out->len] = '\0';
+}
+
+const char *log_qn(const char *s, size_t n)
+{
+	/* Four bytes per escaped byte, the quotes, "..." and the NUL. */
+	static _Thread_local char ring[LOG_Q_SLOTS][LOG_Q_MAX * 4 + 6];
+	static _Thread_local unsigned next;
+	if (!s)
+		return "-";
+	char *slot = ring[next++ % LOG_Q_SLOTS];
+	bool cut = n > LOG_Q_MAX;
+	size_t len = quote_into(slot, s, cut ? LOG_Q_MAX : n);
+	if (cut) {
+		/* The closing quote moves behind the "...". */
+		memcpy(slot + len - 1, "...\"", 4);
+		len += 3;
+	}
+	slot[len] = '\0';
+	return slot;
+}
+
+const char *log_q(const char *s)
+{
+	return log_qn(s, s ? strlen(s) : 0);
+}
+
 void log_msg(enum log_level level, const char *fmt, ...)
 {
 	if (level > log_level)

@@ -2,6 +2,7 @@
 #include "common/common.h"
 
 #include <check.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -85,6 +86,36 @@ START_TEST(test_sanitize)
 }
 END_TEST
 
+/* Log values: quoted always, nothing inside can end the field. */
+START_TEST(test_log_quote)
+{
+	ck_assert_str_eq(log_q("alice"), "\"alice\"");
+	ck_assert_str_eq(log_q(NULL), "-");
+	ck_assert_str_eq(log_q(""), "\"\"");
+	ck_assert_str_eq(log_q("x\" result=ok INJ=1 y"), "\"x\\\" result=ok INJ=1 y\"");
+	ck_assert_str_eq(log_q("a\\b"), "\"a\\\\b\"");
+	ck_assert_str_eq(log_qn("a\r\n\t\0\x7f\x01", 7), "\"a\\r\\n\\t\\x00\\x7f\\x01\"");
+	ck_assert_str_eq(log_q("caf\xc3\xa9"), "\"caf\xc3\xa9\"");
+	/* Several in one call: the ring keeps them apart. */
+	char line[256];
+	snprintf(line, sizeof(line), "a=%s b=%s c=%s", log_q("1"), log_q("2 3"), log_q(NULL));
+	ck_assert_str_eq(line, "a=\"1\" b=\"2 3\" c=-");
+	/* Long values are cut inside their quotes. */
+	char big[LOG_Q_MAX * 2];
+	memset(big, '"', sizeof(big));
+	const char *q = log_qn(big, sizeof(big));
+	size_t n = strlen(q);
+	ck_assert_uint_eq(n, 1 + 2 * LOG_Q_MAX + 3 + 1);
+	ck_assert_str_eq(q + n - 4, "...\"");
+	struct buf b;
+	buf_init(&b);
+	buf_puts(&b, "k=");
+	log_quote(&b, "\"\n", 2);
+	ck_assert_str_eq(b.data, "k=\"\\\"\\n\"");
+	buf_free(&b);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("common");
@@ -94,6 +125,7 @@ int main(void)
 	tcase_add_test(tc, test_durations);
 	tcase_add_test(tc, test_queue_ids);
 	tcase_add_test(tc, test_sanitize);
+	tcase_add_test(tc, test_log_quote);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
