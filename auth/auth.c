@@ -143,22 +143,20 @@ static int log_cb(void *ctx, int level, const char *message)
 	 * offline guess) and PASS carries passwords: never let them out. */
 	if (!message || level <= SASL_LOG_NONE || level >= SASL_LOG_TRACE)
 		return SASL_OK;
-	char clean[512];
-	str_sanitize(clean, sizeof(clean), message, strlen(message));
 	switch (level) {
 	case SASL_LOG_ERR:
-		log_err("event=sasl msg=\"%s\"", clean);
+		log_err("event=sasl msg=%s", log_q(message));
 		break;
 	case SASL_LOG_WARN:
-		log_warn("event=sasl msg=\"%s\"", clean);
+		log_warn("event=sasl msg=%s", log_q(message));
 		break;
 	case SASL_LOG_FAIL:
 	case SASL_LOG_NOTE:
 		/* Failed logins are routine; server/ logs them with context. */
-		log_info("event=sasl msg=\"%s\"", clean);
+		log_info("event=sasl msg=%s", log_q(message));
 		break;
 	default:
-		log_debug("event=sasl msg=\"%s\"", clean);
+		log_debug("event=sasl msg=%s", log_q(message));
 		break;
 	}
 	return SASL_OK;

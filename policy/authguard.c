@@ -150,11 +150,10 @@ static struct fail_arg count_failure(struct policy_authguard *g, const char *key
 static void log_lockout(const char *scope, const char *ip, const char *account,
                         unsigned failures, unsigned lockout)
 {
-	char sip[64], sacc[128];
+	char sip[64];
 	str_sanitize(sip, sizeof(sip), ip ? ip : "", ip ? strlen(ip) : 0);
-	str_sanitize(sacc, sizeof(sacc), account ? account : "", account ? strlen(account) : 0);
 	log_warn("event=auth_lockout scope=%s client=%s user=%s failures=%u lockout=%u", scope, sip,
-	         account ? sacc : "-", failures, lockout);
+	         log_q(account), failures, lockout);
 }
 
 static unsigned delay_for(const struct policy_conf *pc, unsigned count)

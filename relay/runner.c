@@ -284,12 +284,8 @@ static void log_rcpt(enum log_level level, const char *event, const struct relay
                      const struct relay_envelope *env, size_t i, double delay,
                      const char *reply, const char *extra)
 {
-	char rcpt[512], rep[1024];
-	str_sanitize(rcpt, sizeof(rcpt), env->rcpts[i], strlen(env->rcpts[i]));
-	reply = reply ? reply : "";
-	str_sanitize(rep, sizeof(rep), reply, strlen(reply));
-	log_msg(level, "event=%s qid=%s rcpt=<%s> relay=%s delay=%.2f reply=\"%s\"%s", event,
-	        env->qid, rcpt, ctx->relay_name, delay, rep, extra);
+	log_msg(level, "event=%s qid=%s rcpt=%s relay=%s delay=%.2f reply=%s%s", event, env->qid,
+	        log_q(env->rcpts[i]), ctx->relay_name, delay, log_q(reply ? reply : ""), extra);
 	if (ctx->conf.on_result)
 		ctx->conf.on_result(ctx->conf.on_result_arg, env->qid, env->rcpts[i], event,
 		                    ctx->relay_name, reply);
@@ -340,9 +336,7 @@ static bool finish(struct relay *r, const struct relay_envelope *env, int fd,
 				log_err("event=state_error qid=%s error=\"%s\"", env->qid, strerror(-rc));
 			return false;
 		}
-		char to[512];
-		str_sanitize(to, sizeof(to), env->from, strlen(env->from));
-		log_info("event=dsn qid=%s orig_qid=%s to=<%s>", nq, env->qid, to);
+		log_info("event=dsn qid=%s orig_qid=%s to=%s", nq, env->qid, log_q(env->from));
 		relay_enqueue(r, nq);
 	} else if (failed) {
 		log_warn("event=dsn_dropped qid=%s reason=\"null sender: never bounce a bounce\"",

@@ -14,6 +14,7 @@ libsqlite3-dev sqlite3
 check
 python3 python3-pytest
 swaks libnet-ssleay-perl libio-socket-ssl-perl msmtp curl
+fail2ban
 "
 
 missing=""

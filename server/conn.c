@@ -124,7 +124,7 @@ void session_flush(struct session *s)
 	if (s->tls) {
 		if (s->out.len && s->tls_ready) {
 			if (tls_write(s->tls, s->out.data, s->out.len) != TLS_OK) {
-				log_info("event=tls_error sid=%s error=\"%s\"", s->sid, tls_error(s->tls));
+				log_info("event=tls_error sid=%s error=%s", s->sid, log_q(tls_error(s->tls)));
 				conn_close_now(s);
 				return;
 			}
@@ -204,12 +204,11 @@ static void conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
 static void conn_log_tls(struct session *s)
 {
 	log_info("event=tls sid=%s version=%s cipher=%s bits=%d sni=%s reused=%s cert_fp=%s "
-	         "cert_subject=\"%s\" cert_verified=%s",
+	         "cert_subject=%s cert_issuer=%s cert_verified=%s",
 	         s->sid, tls_version(s->tls), tls_cipher(s->tls), tls_cipher_bits(s->tls),
-	         tls_sni(s->tls) ? tls_sni(s->tls) : "-",
-	         tls_session_reused(s->tls) ? "yes" : "no",
+	         log_q(tls_sni(s->tls)), tls_session_reused(s->tls) ? "yes" : "no",
 	         tls_peer_fingerprint(s->tls) ? tls_peer_fingerprint(s->tls) : "-",
-	         tls_peer_subject(s->tls) ? tls_peer_subject(s->tls) : "",
+	         log_q(tls_peer_subject(s->tls)), log_q(tls_peer_issuer(s->tls)),
 	         tls_peer_verified(s->tls) ? "yes" : "no");
 }
 
@@ -248,8 +247,8 @@ static void conn_tls_input(struct session *s, const char *data, size_t len)
 		goto fail;
 	}
 fail:
-	log_info("event=tls_error sid=%s client=%s error=\"%s\"", s->sid, s->client_ip,
-	         tls_error(s->tls));
+	log_info("event=tls_error sid=%s client=%s error=%s", s->sid, s->client_ip,
+	         log_q(tls_error(s->tls)));
 	session_flush(s); /* a TLS alert, if any */
 	session_close(s, true);
 }

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #define CMD_NEED_HELO 0x1   /* refused before HELO/EHLO */
@@ -81,8 +82,8 @@ void session_error(struct session *s, int code, const char *enh, const char *fmt
 	vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
 	session_send(s, code, enh, "%s", text);
-	log_info("event=reject sid=%s client=%s code=%d enh=%s reason=\"%s\"", s->sid, s->client_ip,
-	         code, enh ? enh : "-", text);
+	log_info("event=reject sid=%s client=%s code=%d enh=%s reason=%s", s->sid, s->client_ip,
+	         code, enh ? enh : "-", log_q(text));
 	if (++s->errors >= session_conf(s)->max_errors) {
 		session_send(s, 421, "4.7.0", "%s Error: too many errors", session_conf(s)->hostname);
 		log_info("event=reject sid=%s client=%s code=421 rule=max_errors", s->sid, s->client_ip);
@@ -284,7 +285,7 @@ static void proceed_mail(struct session *s, struct smtp_cmd *cmd)
 	tx->eightbit = cmd->body == SMTP_BODY_8BITMIME;
 	tx->ret = str_dup(cmd->ret);
 	tx->envid = str_dup(cmd->envid);
-	log_info("event=mail sid=%s qid=%s from=<%s> size=%llu", s->sid, tx->qid, tx->from,
+	log_info("event=mail sid=%s qid=%s from=%s size=%llu", s->sid, tx->qid, log_q(tx->from),
 	         (unsigned long long)cmd->size);
 	session_send(s, 250, "2.1.0", "Ok");
 }
@@ -317,7 +318,7 @@ static void proceed_rcpt(struct session *s, struct smtp_cmd *cmd)
 		tx->rcpts = xrealloc(tx->rcpts, tx->rcpt_cap * sizeof(char *));
 	}
 	tx->rcpts[tx->nrcpts++] = str_dup(cmd->path);
-	log_info("event=rcpt sid=%s qid=%s to=<%s>", s->sid, tx->qid, cmd->path);
+	log_info("event=rcpt sid=%s qid=%s to=%s", s->sid, tx->qid, log_q(cmd->path));
 	session_send(s, 250, "2.1.5", "Ok");
 }
 
@@ -366,12 +367,14 @@ static void session_parse_error(struct session *s, int err, enum smtp_verb verb)
 static void session_command(struct session *s, char *line, size_t len)
 {
 	struct smtp_cmd cmd;
+	/* Logged before the parser cuts the line up; never an AUTH payload. */
+	bool auth = len >= 4 && strncasecmp(line, "AUTH", 4) == 0 && (len == 4 || line[4] == ' ');
+	if (!auth)
+		log_debug("event=command sid=%s cmd=%s", s->sid, log_qn(line, len > 200 ? 200 : len));
 	int err = smtp_parse(line, len, &cmd);
-	if (cmd.verb == SMTP_VERB_AUTH)
-		log_debug("event=command sid=%s cmd=\"AUTH %s ********\"", s->sid,
-		          cmd.mech ? cmd.mech : "");
-	else
-		log_debug("event=command sid=%s cmd=\"%.*s\"", s->sid, (int)(len > 200 ? 200 : len), line);
+	if (auth)
+		log_debug("event=command sid=%s cmd=\"AUTH\" mech=%s arg=\"********\"", s->sid,
+		          log_q(cmd.mech));
 	if (err == SMTP_PARSE_OK || cmd.verb == SMTP_VERB_BDAT) {
 		for (size_t i = 0; i < ARRAY_LEN(commands); i++) {
 			const struct smtp_command *row = &commands[i];

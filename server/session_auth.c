@@ -53,7 +53,7 @@ static bool session_auth_refused(struct session *s, const char *account)
 	if (v.code == 0)
 		return false;
 	log_warn("event=auth sid=%s client=%s user=%s result=locked rule=%s", s->sid, s->client_ip,
-	         account ? account : "-", v.rule);
+	         log_q(account), v.rule);
 	session_trace_reject(s, "AUTH", v.rule, v.code, v.enh, v.text, NULL);
 	session_error(s, v.code, v.enh, "%s", v.text);
 	if (v.code == 421)
@@ -86,7 +86,7 @@ static void session_auth_result(struct session *s, int result, const char *chall
 		s->account = str_dup(auth_username(s->auth));
 		s->auth_mech = str_dup(auth_mech(s->auth));
 		log_info("event=auth sid=%s client=%s mech=%s user=%s result=ok%s", s->sid,
-		         s->client_ip, s->auth_mech, s->account,
+		         s->client_ip, s->auth_mech, log_q(s->account),
 		         auth_cached(s->auth) ? " cache=hit" : "");
 		s->state = SS_COMMAND;
 		session_send(s, 235, "2.7.0", "Authentication successful");
@@ -99,8 +99,8 @@ static void session_auth_result(struct session *s, int result, const char *chall
 	case AUTH_TEMPFAIL:
 		s->state = SS_COMMAND;
 		user = auth_error(s->auth);
-		log_warn("event=auth sid=%s client=%s result=tempfail reason=\"%s\"", s->sid,
-		         s->client_ip, user ? user : "-");
+		log_warn("event=auth sid=%s client=%s result=tempfail reason=%s", s->sid,
+		         s->client_ip, log_q(user));
 		session_error(s, 454, "4.7.0", "Temporary authentication failure");
 		break;
 	default: {
@@ -123,10 +123,11 @@ static void session_auth_result(struct session *s, int result, const char *chall
 		};
 		if (s->w->d->trace)
 			trace_store_reject(s->w->d->trace, &tr);
-		/* This line is what fail2ban matches: keep its shape. */
-		log_info("event=auth sid=%s client=%s mech=%s user=%s result=fail reason=\"%s\"",
+		/* This line is what fail2ban matches (etc/fail2ban): keep its
+		 * shape. Everything the client chose comes after client=. */
+		log_info("event=auth sid=%s client=%s mech=%s user=%s result=fail reason=%s",
 		         s->sid, s->client_ip, auth_mech(s->auth) ? auth_mech(s->auth) : "-",
-		         user ? user : "-", why ? why : "-");
+		         log_q(user), log_q(why));
 		/* The delay grows with the failures of this (address, account). */
 		s->auth_delay_ms = policy_auth_failed(s->w->d->pstate->guard, session_policy(s),
 		                                      s->client_ip, user ? user : "", session_now());

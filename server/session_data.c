@@ -181,9 +181,9 @@ static void data_committed(int status, void *arg)
 	}
 	struct smtp_tx *tx = &s->tx;
 	if (status == 0) {
-		log_info("event=queued sid=%s qid=%s trace_id=%s from=<%s> nrcpt=%zu size=%llu user=%s",
-		         s->sid, cc->qid, tx->trace_id[0] ? tx->trace_id : "-", tx->from, tx->nrcpts,
-		         (unsigned long long)tx->size, s->account ? s->account : "-");
+		log_info("event=queued sid=%s qid=%s trace_id=%s from=%s nrcpt=%zu size=%llu user=%s",
+		         s->sid, cc->qid, tx->trace_id[0] ? tx->trace_id : "-", log_q(tx->from),
+		         tx->nrcpts, (unsigned long long)tx->size, log_q(s->account));
 		session_send(s, 250, "2.0.0", "Ok: queued as %s", cc->qid);
 	} else if (untraced) {
 		session_error(s, 451, "4.3.0", "Error: cannot record the message; try again later");

@@ -49,7 +49,7 @@ static void session_rdns_done(void *arg, enum dns_status st, const char *name,
 	if (st == DNS_OK && name)
 		s->client_name = str_dup(name);
 	log_info("event=rdns sid=%s client=%s status=%s name=%s ptr=%s", s->sid, s->client_ip,
-	         dns_status_str(st), name ? name : "unknown", ptr_name ? ptr_name : "-");
+	         dns_status_str(st), log_q(name), log_q(ptr_name));
 	session_dns_settled(s);
 }
 
@@ -64,9 +64,9 @@ static void session_dnsbl_done(void *arg, enum dns_status st, const char *zone, 
 	if (st == DNS_OK && zone) {
 		s->dnsbl_zone = str_dup(zone);
 		s->dnsbl_txt = txt ? str_dup(txt) : NULL;
-		log_info("event=dnsbl sid=%s client=%s zone=%s listed=yes action=%s txt=\"%s\"",
+		log_info("event=dnsbl sid=%s client=%s zone=%s listed=yes action=%s txt=%s",
 		         s->sid, s->client_ip, zone, s->w->d->conf->dnsbl_reject ? "reject" : "tag",
-		         txt ? txt : "");
+		         log_q(txt));
 	} else if (st != DNS_OK && st != DNS_CANCELLED) {
 		s->dnsbl_undecided = true;
 		log_warn("event=dnsbl sid=%s client=%s zone=%s status=%s outcome=%s", s->sid,

@@ -315,7 +315,7 @@ static int write_delivery(struct trace_store *ts, const struct trace_delivery *d
 		return -EIO;
 	if (sqlite3_changes(ts->db) == 0)
 		log_warn("event=trace_delivery_unmatched qid=%s rcpt=%s status=%s", d->qid,
-		         d->rcpt, d->status);
+		         log_q(d->rcpt), d->status);
 	return 0;
 }
 

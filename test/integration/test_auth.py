@@ -71,7 +71,7 @@ def test_plain_with_initial_response(postern):
     m = postern.sink.wait_messages(1)[0]
     assert b"Subject: plain-ir" in m
     assert b"with ESMTPSA" in m
-    assert any("mech=PLAIN user=alice result=ok" in line for line in auth_log_lines(postern))
+    assert any('mech=PLAIN user="alice" result=ok' in line for line in auth_log_lines(postern))
 
 
 def test_plain_without_initial_response(postern):
@@ -99,7 +99,7 @@ def test_plain_user_of_other_realm(postern):
     code, lines = c.cmd("MAIL FROM:<carol@example.org>")
     assert code == 250, lines
     c.close()
-    assert any("user=carol@example.org result=ok" in line for line in auth_log_lines(postern))
+    assert any('user="carol@example.org" result=ok' in line for line in auth_log_lines(postern))
 
 
 # ---- LOGIN ------------------------------------------------------------------
@@ -117,7 +117,7 @@ def test_login_dialogue(postern):
     deliver_one(c, "login")
     c.close()
     assert b"Subject: login" in postern.sink.wait_messages(1)[0]
-    assert any("mech=LOGIN user=bob result=ok" in line for line in auth_log_lines(postern))
+    assert any('mech=LOGIN user="bob" result=ok' in line for line in auth_log_lines(postern))
 
 
 def test_smtplib_login_mechanism(postern):
@@ -185,7 +185,7 @@ def test_scram_sha256(postern):
     deliver_one(c, "scram")
     c.close()
     assert b"Subject: scram" in postern.sink.wait_messages(1)[0]
-    assert any("mech=SCRAM-SHA-256 user=alice result=ok" in line
+    assert any('mech=SCRAM-SHA-256 user="alice" result=ok' in line
                for line in auth_log_lines(postern))
 
 
@@ -217,7 +217,7 @@ def test_wrong_password_delayed_and_logged(postern):
     c.close()
     fails = [line for line in auth_log_lines(postern) if "result=fail" in line]
     assert fails, postern.logtext()
-    assert re.search(r"event=auth .*user=alice result=fail", fails[0]), fails
+    assert re.search(r'event=auth .*user="alice" result=fail', fails[0]), fails
 
 
 def test_failed_auth_log_names_mechanism(postern):
@@ -231,7 +231,7 @@ def test_failed_auth_log_names_mechanism(postern):
     assert c.cmd(b64("wrong"))[0] == 535
     c.close()
     fails = [line for line in auth_log_lines(postern) if "result=fail" in line]
-    assert len(fails) == 1 and "user=bob" in fails[0], fails
+    assert len(fails) == 1 and 'user="bob"' in fails[0], fails
     assert "mech=LOGIN" in fails[0], fails[0]
 
 
@@ -242,7 +242,7 @@ def test_unknown_user(postern):
     code, lines = c.cmd("AUTH PLAIN " + plain_token("mallory", "whatever"))
     assert code == 535 and enh(lines) == "5.7.8", lines
     c.close()
-    assert any("user=mallory result=fail" in line for line in auth_log_lines(postern))
+    assert any('user="mallory" result=fail' in line for line in auth_log_lines(postern))
 
 
 def test_retry_after_failure_on_same_connection(postern):
@@ -324,7 +324,7 @@ def test_auth_twice(postern):
     c.close()
     # The identity stays alice's.
     oks = [line for line in auth_log_lines(postern) if "result=ok" in line]
-    assert len(oks) == 1 and "user=alice" in oks[0], oks
+    assert len(oks) == 1 and 'user="alice"' in oks[0], oks
 
 
 def test_auth_during_transaction(postern):
@@ -462,7 +462,7 @@ def smtplib_login(p, user, password):
 
 
 def cache_hits(p, user):
-    return sum(1 for line in auth_log_lines(p) if f"user={user} result=ok cache=hit" in line)
+    return sum(1 for line in auth_log_lines(p) if f'user="{user}" result=ok cache=hit' in line)
 
 
 def test_repeat_login_answered_from_cache(make_postern, sink, workdir):
@@ -479,7 +479,7 @@ def test_repeat_login_answered_from_cache(make_postern, sink, workdir):
     assert cache_hits(p, "alice") == 1
     # A wrong password is never answered from memory.
     assert smtplib_login(p, "alice", "first-pasS") == 535
-    assert any("user=alice result=fail" in line for line in auth_log_lines(p))
+    assert any('user="alice" result=fail' in line for line in auth_log_lines(p))
 
 
 def test_password_change_takes_effect_at_once(make_postern, workdir):
@@ -503,4 +503,4 @@ def test_credential_cache_can_be_turned_off(make_postern, workdir):
     for _ in range(3):
         assert smtplib_login(p, "alice", "a-pass") == 235
     assert cache_hits(p, "alice") == 0
-    assert len([line for line in auth_log_lines(p) if "user=alice result=ok" in line]) == 3
+    assert len([line for line in auth_log_lines(p) if 'user="alice" result=ok' in line]) == 3

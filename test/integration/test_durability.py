@@ -232,7 +232,7 @@ def test_restart_keeps_per_recipient_state(workdir, make_postern):
         qid = submit(p, "alice@mx.test", ["now@example.net", "later@example.net"],
                      b"Subject: split\r\n\r\nacross a restart\r\n")
         picky.wait_messages(1)
-        wait_log(p, rf"event=deferred qid={qid} rcpt=<later@example\.net>")
+        wait_log(p, rf"event=deferred qid={qid} rcpt=\"later@example\.net\"")
         assert p.stop() == 0
     finally:
         picky.stop()

@@ -122,7 +122,7 @@ def test_smtp_downstream_keeps_envelope_and_body_exact(postern):
     assert b" id " + qid.encode() in received
     wait_for(lambda: postern.queue() == [], 10, what="the queue to empty")
     for r in rcpts:
-        assert log_has(postern, rf"event=delivered qid={qid} rcpt=<{re.escape(r)}>")
+        assert log_has(postern, rf"event=delivered qid={qid} rcpt=\"{re.escape(r)}\"")
 
 
 def test_smtp_body_exact_across_chunk_boundaries(postern):
@@ -144,8 +144,8 @@ def test_lmtp_downstream_delivers(workdir, make_postern):
         assert untraced(m).endswith(body)
         assert b" id " + qid.encode() in m
         wait_for(lambda: p.queue() == [], 10, what="the queue to empty")
-        wait_log(p, rf"event=delivered qid={qid} rcpt=<x@example\.org>")
-        wait_log(p, rf"event=delivered qid={qid} rcpt=<y@example\.org>")
+        wait_log(p, rf"event=delivered qid={qid} rcpt=\"x@example\.org\"")
+        wait_log(p, rf"event=delivered qid={qid} rcpt=\"y@example\.org\"")
     finally:
         sink.stop()
 
@@ -163,8 +163,8 @@ def test_lmtp_partial_failure_bounces(workdir, make_postern):
         assert b"Final-Recipient: rfc822; nobody@example.org" in dsn
         assert b"Status: 5.1.1" in dsn
         wait_for(lambda: p.queue() == [], 10, what="the queue to empty")
-        wait_log(p, rf"event=delivered qid={qid} rcpt=<a@example\.org>")
-        wait_log(p, rf"event=delivered qid={qid} rcpt=<b@example\.org>")
+        wait_log(p, rf"event=delivered qid={qid} rcpt=\"a@example\.org\"")
+        wait_log(p, rf"event=delivered qid={qid} rcpt=\"b@example\.org\"")
     finally:
         sink.stop()
 
@@ -229,7 +229,7 @@ def test_tempfail_keeps_message_then_delivers(workdir, make_postern):
     try:
         p = make_postern(downstream=f"smtp://127.0.0.1:{bad.port}")
         qid = submit(p, "alice@mx.test", ["later@example.net"], b"Subject: later\r\n\r\nlater\r\n")
-        wait_log(p, rf"event=deferred qid={qid} rcpt=<later@example\.net> .*reply=\"451 4\.3\.0")
+        wait_log(p, rf"event=deferred qid={qid} rcpt=\"later@example\.net\" .*reply=\"451 4\.3\.0")
         assert qid in p.queue()
         assert bad.messages() == []
     finally:
@@ -255,7 +255,7 @@ def test_partial_tempfail_retries_only_pending(workdir, make_postern):
                      b"Subject: half now\r\n\r\nhalf later\r\n")
         m = picky.wait_messages(1)[0]
         assert envelope(m) == ("alice@mx.test", ["now@example.net"])
-        wait_log(p, rf"event=deferred qid={qid} rcpt=<later@example\.net> .*reply=\"450 4\.1\.1")
+        wait_log(p, rf"event=deferred qid={qid} rcpt=\"later@example\.net\" .*reply=\"450 4\.1\.1")
         assert qid in p.queue()
         entries = json.loads(queue_cli(p, "--json").stdout)
         assert len(entries) == 1 and entries[0]["qid"] == qid
@@ -308,7 +308,7 @@ def test_permanent_failure_bounces_with_dsn(workdir, make_postern):
         assert b"X-Postern-Queue-ID: " + qid.encode() in d
         # the original's headers come back to the sender
         assert b"Message-ID: <partly@client.test>" in d
-        wait_log(p, rf"event=bounced qid={qid} rcpt=<bad@example\.net>")
+        wait_log(p, rf"event=bounced qid={qid} rcpt=\"bad@example\.net\"")
         wait_for(lambda: p.queue() == [], 10, what="the queue to empty")
     finally:
         sink.stop()
@@ -338,10 +338,10 @@ def test_max_queue_time_expiry_bounces(workdir, make_postern):
     t0 = time.time()
     body = b"Subject: never delivered\r\nMessage-ID: <expire@client.test>\r\n\r\nlost\r\n"
     qid = submit(p, "alice@mx.test", ["far@example.net"], body)
-    wait_log(p, rf"event=bounced qid={qid} rcpt=<far@example\.net> .*status=4\.4\.7", timeout=12)
+    wait_log(p, rf"event=bounced qid={qid} rcpt=\"far@example\.net\" .*status=4\.4\.7", timeout=12)
     expired_after = time.time() - t0
     assert 2 <= expired_after < 8, expired_after
-    wait_log(p, rf"event=dsn qid=\S+ orig_qid={qid} to=<alice@mx\.test>", timeout=5)
+    wait_log(p, rf"event=dsn qid=\S+ orig_qid={qid} to=\"alice@mx\.test\"", timeout=5)
     # the DSN now waits for the downstream like any message
     sink = Sink(workdir)
     sink.port = port
