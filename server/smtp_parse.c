@@ -64,13 +64,13 @@ void smtp_reader_push(struct smtp_reader *r, const void *data, size_t len)
  * LF inside it does not end it). Returns false when more input is needed. */
 static bool reader_skip(struct smtp_reader *r)
 {
-	const char *p = r->in.data + r->off;
 	size_t avail = r->in.len - r->off;
-	const char *end = p + avail;
-	const char *q = p;
-
+	/* Nothing buffered: in.data may be NULL, and NULL + 0 is undefined. */
 	if (avail == 0)
 		return false;
+	const char *p = r->in.data + r->off;
+	const char *end = p + avail;
+	const char *q = p;
 	if (r->discard_cr && *p == '\n') {
 		r->off += 1;
 	} else {

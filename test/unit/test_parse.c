@@ -530,6 +530,30 @@ START_TEST(test_reader_overlong_reported_early)
 }
 END_TEST
 
+/* An overlong line's head leaves the reader empty and discarding: asking
+ * again before more input comes must not touch the freed buffer (it did
+ * NULL + 0 arithmetic, undefined behaviour that clang's UBSan stops on). */
+START_TEST(test_reader_overlong_empty_between)
+{
+	struct smtp_reader r;
+	struct got g[4];
+	smtp_reader_init(&r, 16);
+	push_str(&r, "NOOP aaaaaaaaaaaaaaaaaaaaaa");
+	ck_assert_uint_eq(drain(&r, g, 4), 1);
+	ck_assert_ptr_null(r.in.data);
+	ck_assert(r.discarding);
+	ck_assert_uint_eq(drain(&r, g, 4), 0);
+	size_t len;
+	smtp_reader_peek(&r, &len);
+	ck_assert_uint_eq(len, 0);
+	smtp_reader_skip(&r, 0);
+	push_str(&r, "bbb\r\nQUIT\r\n");
+	ck_assert_uint_eq(drain(&r, g, 4), 1);
+	ck_assert_str_eq(g[0].line, "QUIT");
+	smtp_reader_free(&r);
+}
+END_TEST
+
 /* Overlong line cut right after its CR: the LF in the next chunk ends it. */
 START_TEST(test_reader_overlong_cut_at_cr)
 {
@@ -696,6 +720,7 @@ static Suite *parse_suite(void)
 	tcase_add_test(tc, test_reader_overlong_then_good);
 	tcase_add_test(tc, test_reader_overlong_reported_early);
 	tcase_add_test(tc, test_reader_overlong_cut_at_cr);
+	tcase_add_test(tc, test_reader_overlong_empty_between);
 	tcase_add_test(tc, test_reader_bare_lf);
 	tcase_add_test(tc, test_reader_bare_cr);
 	tcase_add_test(tc, test_reader_nul);
