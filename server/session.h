@@ -54,9 +54,7 @@ struct smtp_tx {
 	bool bdat_last;
 	bool bdat_started;
 	bool bdat_failed;         /* a chunk was refused: discard until RSET */
-	bool bdat_prev_cr;
-	unsigned bdat_flags;      /* smtp_data_flag for BDAT content */
-	size_t bdat_line;
+	struct smtp_bdat bdat;    /* BDAT content scanner */
 	bool io_error;            /* the spool file could not be written */
 	char trace_id[TRACE_ID_LEN + 1];
 	int64_t time;             /* arrival, as in the Received header */

@@ -31,6 +31,12 @@ static const struct conf *data_conf(const struct session *s)
 	return s->w->d->conf;
 }
 
+/* The decoders count characters before CRLF: 1000 - 2 by default. */
+static size_t data_text_line_max(const struct conf *c)
+{
+	return c->max_text_line > 2 ? c->max_text_line - 2 : 0;
+}
+
 /* A queue file being created for a session on the spool's create thread. */
 struct spool_work {
 	struct worker *w;
@@ -141,9 +147,7 @@ void session_cmd_data(struct session *s, struct smtp_cmd *cmd)
 static void data_start(struct session *s)
 {
 	const struct conf *c = data_conf(s);
-	/* The limit counts characters before CRLF: 1000 - 2 by default. */
-	smtp_data_init(&s->tx.data, c->max_text_line > 2 ? c->max_text_line - 2 : 0,
-	               c->max_message_size);
+	smtp_data_init(&s->tx.data, data_text_line_max(c), c->max_message_size);
 	s->state = SS_DATA;
 	session_send(s, 354, NULL, "End data with <CR><LF>.<CR><LF>");
 	session_set_timeout(s, c->data_timeout);
@@ -275,6 +279,9 @@ static bool data_refuse(struct session *s, unsigned flags)
 	} else if (flags & (SMTP_DATA_ERR_BARE_LF | SMTP_DATA_ERR_BARE_CR)) {
 		rule = "bare_newline";
 		text = "Message contains bare CR or LF (RFC 5321 2.3.8)";
+	} else if (flags & SMTP_DATA_ERR_NUL) {
+		rule = "nul";
+		text = "Message contains NUL (RFC 2045 2.7; BINARYMIME is not offered)";
 	} else if (flags & SMTP_DATA_ERR_LONG_LINE) {
 		rule = "line_length";
 		text = "Message has a line longer than the limit (RFC 5321 4.5.3.1.6)";
@@ -407,25 +414,6 @@ static bool data_input_dot(struct session *s)
 
 /* ---- BDAT ------------------------------------------------------------------- */
 
-/* BDAT content is not dot-stuffed, but a bare CR or LF would be relayed
- * into someone's DATA stream (smuggling), so it is refused all the same. */
-static void bdat_scan(struct smtp_tx *tx, const char *p, size_t n, size_t max_line)
-{
-	for (size_t i = 0; i < n; i++) {
-		char c = p[i];
-		if (tx->bdat_prev_cr && c != '\n')
-			tx->bdat_flags |= SMTP_DATA_ERR_BARE_CR;
-		if (c == '\n') {
-			if (!tx->bdat_prev_cr)
-				tx->bdat_flags |= SMTP_DATA_ERR_BARE_LF;
-			tx->bdat_line = 0;
-		} else if (c != '\r' && ++tx->bdat_line > max_line && max_line) {
-			tx->bdat_flags |= SMTP_DATA_ERR_LONG_LINE;
-		}
-		tx->bdat_prev_cr = c == '\r';
-	}
-}
-
 static void bdat_chunk_done(struct session *s)
 {
 	struct smtp_tx *tx = &s->tx;
@@ -435,14 +423,14 @@ static void bdat_chunk_done(struct session *s)
 		/* Refused at the command: the reply was chosen then. */
 		return;
 	}
-	if (tx->bdat_last && tx->bdat_prev_cr)
-		tx->bdat_flags |= SMTP_DATA_ERR_BARE_CR;
+	if (tx->bdat_last)
+		smtp_bdat_finish(&tx->bdat);
 	if (tx->size > c->max_message_size)
-		tx->bdat_flags |= SMTP_DATA_ERR_TOO_BIG;
-	if (tx->bdat_last && !tx->bdat_flags && !tx->io_error && data_emit_end(s) < 0)
+		tx->bdat.flags |= SMTP_DATA_ERR_TOO_BIG;
+	if (tx->bdat_last && !tx->bdat.flags && !tx->io_error && data_emit_end(s) < 0)
 		tx->io_error = true;
-	if (data_refuse(s, tx->bdat_flags) || tx->io_error) {
-		if (!tx->bdat_flags)
+	if (data_refuse(s, tx->bdat.flags) || tx->io_error) {
+		if (!tx->bdat.flags)
 			session_error(s, 451, "4.3.0", "Error: queue file write error");
 		relay_spool_abort(tx->spool);
 		tx->spool = NULL;
@@ -469,12 +457,12 @@ static bool data_input_bdat(struct session *s)
 		if (len == 0)
 			return false;
 		size_t n = len < tx->bdat_left ? len : (size_t)tx->bdat_left;
-		if (tx->spool && !tx->bdat_flags) {
+		if (tx->spool && !tx->bdat.flags) {
 			const struct conf *c = data_conf(s);
-			bdat_scan(tx, in, n, c->max_text_line > 2 ? c->max_text_line - 2 : 0);
+			smtp_bdat_feed(&tx->bdat, in, n);
 			if (tx->size + n > c->max_message_size)
-				tx->bdat_flags |= SMTP_DATA_ERR_TOO_BIG;
-			else if (!tx->bdat_flags && data_emit(s, in, n) < 0)
+				tx->bdat.flags |= SMTP_DATA_ERR_TOO_BIG;
+			else if (!tx->bdat.flags && data_emit(s, in, n) < 0)
 				tx->io_error = true;
 		}
 		smtp_reader_skip(&s->reader, n);
@@ -533,6 +521,7 @@ void session_cmd_bdat(struct session *s, struct smtp_cmd *cmd)
 	if (!tx->bdat_started) {
 		/* The chunk waits in the input until the file exists. */
 		tx->bdat_started = true;
+		smtp_bdat_init(&tx->bdat, data_text_line_max(data_conf(s)));
 		data_open_spool(s);
 		return;
 	}

@@ -33,6 +33,8 @@ struct scan {
 	const char *lf;   /* same for LF */
 };
 
+static void check_nul(struct smtp_data *d, const char *in, size_t n);
+
 void smtp_data_init(struct smtp_data *d, size_t max_line, uint64_t max_size)
 {
 	memset(d, 0, sizeof(*d));
@@ -161,9 +163,68 @@ int smtp_data_feed(struct smtp_data *d, const char *in, size_t len, size_t *used
 		if (step(d, &s, out)) {
 			/* Nothing is pending: the run starts after the held "." CR. */
 			*used = (size_t)(s.p - in);
+			check_nul(d, in, *used);
 			return SMTP_DATA_END;
 		}
 	}
 	emit(d, out, s.run, s.end);
+	check_nul(d, in, len);
 	return SMTP_DATA_MORE;
+}
+
+/* Checked once per feed over the bytes of the message only (what follows
+ * the end belongs to the next command); output with a flag is discarded,
+ * so flagging after the bytes were emitted is early enough. */
+static void check_nul(struct smtp_data *d, const char *in, size_t n)
+{
+	if (!(d->flags & SMTP_DATA_ERR_NUL) && n && memchr(in, '\0', n))
+		d->flags |= SMTP_DATA_ERR_NUL;
+}
+
+void smtp_bdat_init(struct smtp_bdat *b, size_t max_line)
+{
+	memset(b, 0, sizeof(*b));
+	b->max_line = max_line;
+}
+
+void smtp_bdat_feed(struct smtp_bdat *b, const char *p, size_t n)
+{
+	const char *end = p + n;
+	if (n && memchr(p, '\0', n))
+		b->flags |= SMTP_DATA_ERR_NUL;
+	while (p < end) {
+		if (b->prev_cr) {
+			b->prev_cr = false;
+			if (*p == '\n') {
+				p++;
+				b->line_len = 0;
+				continue;
+			}
+			b->flags |= SMTP_DATA_ERR_BARE_CR;
+		}
+		/* Runs between line ends are skipped with memchr, as in DATA. */
+		const char *cr = memchr(p, '\r', (size_t)(end - p));
+		const char *lf = memchr(p, '\n', (size_t)(end - p));
+		const char *eol = !cr ? lf : !lf ? cr : cr < lf ? cr : lf;
+		size_t run = (size_t)((eol ? eol : end) - p);
+		b->line_len += run;
+		if (b->max_line && b->line_len > b->max_line)
+			b->flags |= SMTP_DATA_ERR_LONG_LINE;
+		if (!eol)
+			break;
+		if (*eol == '\n') {
+			b->flags |= SMTP_DATA_ERR_BARE_LF;
+			b->line_len = 0;
+		} else {
+			b->prev_cr = true;
+		}
+		p = eol + 1;
+	}
+}
+
+void smtp_bdat_finish(struct smtp_bdat *b)
+{
+	if (b->prev_cr)
+		b->flags |= SMTP_DATA_ERR_BARE_CR;
+	b->prev_cr = false;
 }

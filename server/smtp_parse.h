@@ -135,6 +135,10 @@ enum smtp_data_flag {
 	SMTP_DATA_ERR_BARE_CR = 1 << 1,   /* CR not followed by LF */
 	SMTP_DATA_ERR_LONG_LINE = 1 << 2, /* a line longer than max_line */
 	SMTP_DATA_ERR_TOO_BIG = 1 << 3,   /* more than max_size bytes */
+	/* NUL is not allowed in 7bit or 8bit content (RFC 2045 2.7, 2.8) and
+	 * BINARYMIME is not offered; a lenient next hop may take it as a line
+	 * end (smuggling with "\r\n\0.\r\n"). */
+	SMTP_DATA_ERR_NUL = 1 << 4,
 };
 
 /* The decoder removes dot-stuffing and finds the terminating CRLF.CRLF. It
@@ -158,5 +162,24 @@ void smtp_data_init(struct smtp_data *d, size_t max_line, uint64_t max_size);
  * unspecified prefix of the message: discard it. */
 int smtp_data_feed(struct smtp_data *d, const char *in, size_t len, size_t *used,
                    struct buf *out);
+
+/* ---- BDAT content scanner ---------------------------------------------- */
+
+/* BDAT content is not dot-stuffed and has no end marker, but it is relayed
+ * into someone's DATA stream, so the same rules hold: no bare CR or LF, no
+ * NUL, no line longer than max_line (0: no limit; without CRLF). Flags
+ * accumulate over the chunks of one message; the size limit is the
+ * caller's, who knows the chunk sizes before the bytes come. */
+struct smtp_bdat {
+	size_t line_len;
+	size_t max_line;
+	bool prev_cr;        /* the last byte seen was CR */
+	unsigned flags;      /* smtp_data_flag */
+};
+
+void smtp_bdat_init(struct smtp_bdat *b, size_t max_line);
+void smtp_bdat_feed(struct smtp_bdat *b, const char *p, size_t n);
+/* After the LAST chunk: a CR at the very end is bare. */
+void smtp_bdat_finish(struct smtp_bdat *b);
 
 #endif

@@ -162,3 +162,37 @@ def test_bare_lf_command_before_tls_on_mx(postern):
     c.send(b"EHLO peer.test\n")
     expect(c.reply(), 500, "5.5.2")
     expect(c.cmd("EHLO peer.test"), 250)
+
+
+# NUL is not allowed in 7bit/8bit content (RFC 2045 2.7) and BINARYMIME is
+# not offered: "\r\n\0.\r\n" made a lenient next hop see an end of data and
+# a second message Postern never saw.
+NUL_SEQ = b"\r\n\0.\r\n"
+
+
+@pytest.mark.parametrize("opener", [open_smtps, open_mx], ids=["smtps", "mx"])
+def test_nul_in_data(postern, opener):
+    c = opener(postern)
+    sender = "alice@mx.test" if opener is open_smtps else "someone@remote.test"
+    attack(postern, c, sender, "victim@example.org", NUL_SEQ)
+    marker_only(postern, c, sender, "victim@example.org")
+
+
+@pytest.mark.parametrize("opener", [open_smtps, open_mx], ids=["smtps", "mx"])
+def test_nul_in_bdat(postern, opener):
+    c = opener(postern)
+    sender = "alice@mx.test" if opener is open_smtps else "someone@remote.test"
+    expect(c.cmd(f"MAIL FROM:<{sender}>"), 250, "2.1.0")
+    expect(c.cmd("RCPT TO:<victim@example.org>"), 250, "2.1.5")
+    first = b"Subject: innocent\r\n\r\nhello"
+    c.send(b"BDAT %d\r\n" % len(first) + first)
+    expect(c.reply(), 250)
+    last = NUL_SEQ + SMUGGLED + b"\r\n.\r\n"
+    c.send(b"BDAT %d LAST\r\n" % len(last) + last)
+    expect(c.reply(), 554, "5.6.0")
+    expect(c.cmd("RSET"), 250)
+    expect(c.cmd("NOOP"), 250, "2.0.0")
+    assert no_more_replies(c), c.buf
+    assert postern.queue() == []
+    marker_only(postern, c, sender, "victim@example.org")
+    assert "rule=nul" in postern.logtext() or "Message contains NUL" in postern.logtext()

@@ -523,6 +523,74 @@ START_TEST(test_bare_lf_flood_is_linear)
 }
 END_TEST
 
+/* ---- NUL ------------------------------------------------------------------ */
+
+/* "\r\n\0.\r\n" would end DATA at a lenient next hop: a NUL anywhere in
+ * the content is refused, in every split, and the real end is still found;
+ * a NUL after the end belongs to the next command, not to the message. */
+START_TEST(test_nul_flagged)
+{
+	static const char msg[] = "Subject: x\r\n\r\nhello\r\n\0.\r\nMAIL FROM:<e@x>\r\n.\r\nNOOP";
+	size_t len = sizeof(msg) - 1;
+	for (unsigned split = 0; split < 40; split++) {
+		struct result res;
+		decode(msg, len, 998, 0, split, &res);
+		ck_assert_int_eq(res.rc, SMTP_DATA_END);
+		ck_assert_uint_eq(res.used, len - 4);
+		ck_assert_uint_eq(res.flags, SMTP_DATA_ERR_NUL);
+		buf_free(&res.out);
+	}
+	struct result res;
+	decode(".\r\n\0", 4, 998, 0, 0, &res);
+	ck_assert_int_eq(res.rc, SMTP_DATA_END);
+	ck_assert_uint_eq(res.used, 3);
+	ck_assert_uint_eq(res.flags, 0);
+	buf_free(&res.out);
+	decode("\0\r\n.\r\n", 6, 998, 0, 1, &res);
+	ck_assert_uint_eq(res.flags, SMTP_DATA_ERR_NUL);
+	buf_free(&res.out);
+}
+END_TEST
+
+/* ---- BDAT scanner ------------------------------------------------------- */
+
+static unsigned bdat_flags(const char *in, size_t len, size_t max_line, size_t step)
+{
+	struct smtp_bdat b;
+	smtp_bdat_init(&b, max_line);
+	for (size_t off = 0; off < len; off += step)
+		smtp_bdat_feed(&b, in + off, len - off < step ? len - off : step);
+	smtp_bdat_finish(&b);
+	return b.flags;
+}
+
+START_TEST(test_bdat_scan)
+{
+	static const struct {
+		const char *in;
+		size_t len;
+		unsigned flags;
+	} cases[] = {
+		{ "Subj: x\r\n\r\nbody\r\n", 17, 0 },
+		{ "", 0, 0 },
+		{ "a\nb\r\n", 5, SMTP_DATA_ERR_BARE_LF },
+		{ "a\rb\r\n", 5, SMTP_DATA_ERR_BARE_CR },
+		{ "a\r\r\n", 4, SMTP_DATA_ERR_BARE_CR },
+		{ "a\r", 2, SMTP_DATA_ERR_BARE_CR },          /* CR at the very end */
+		{ "a\r\n\0.\r\n", 7, SMTP_DATA_ERR_NUL },
+		{ "\0", 1, SMTP_DATA_ERR_NUL },
+		{ "12345678\r\n", 10, 0 },                    /* at the limit */
+		{ "123456789\r\n", 11, SMTP_DATA_ERR_LONG_LINE },
+		{ "12345678\r\n12345678", 18, 0 },
+		{ "\n.\n", 3, SMTP_DATA_ERR_BARE_LF },
+	};
+	for (size_t i = 0; i < ARRAY_LEN(cases); i++)
+		for (size_t step = 1; step <= cases[i].len + 1; step++)
+			ck_assert_msg(bdat_flags(cases[i].in, cases[i].len, 8, step) == cases[i].flags,
+			              "case %zu step %zu", i, step);
+}
+END_TEST
+
 static Suite *data_suite(void)
 {
 	Suite *s = suite_create("smtp_data");
@@ -544,6 +612,8 @@ static Suite *data_suite(void)
 	tcase_add_test(tc, test_bare_flags_exact);
 	tcase_add_test(tc, test_error_stops_output);
 	tcase_add_test(tc, test_bare_lf_flood_is_linear);
+	tcase_add_test(tc, test_nul_flagged);
+	tcase_add_test(tc, test_bdat_scan);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("splits");
