@@ -74,16 +74,30 @@ void session_free_state(struct session *s)
 	s->auth = NULL;
 }
 
-void session_error(struct session *s, int code, const char *enh, const char *fmt, ...)
+static void session_vreject(struct session *s, int code, const char *enh, const char *fmt,
+                           va_list ap)
 {
 	char text[512];
-	va_list ap;
-	va_start(ap, fmt);
 	vsnprintf(text, sizeof(text), fmt, ap);
-	va_end(ap);
 	session_send(s, code, enh, "%s", text);
 	log_info("event=reject sid=%s client=%s code=%d enh=%s reason=%s", s->sid, s->client_ip,
 	         code, enh ? enh : "-", log_q(text));
+}
+
+void session_reject(struct session *s, int code, const char *enh, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	session_vreject(s, code, enh, fmt, ap);
+	va_end(ap);
+}
+
+void session_error(struct session *s, int code, const char *enh, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	session_vreject(s, code, enh, fmt, ap);
+	va_end(ap);
 	if (++s->errors >= session_conf(s)->max_errors) {
 		session_send(s, 421, "4.7.0", "%s Error: too many errors", session_conf(s)->hostname);
 		log_info("event=reject sid=%s client=%s code=421 rule=max_errors", s->sid, s->client_ip);
@@ -310,7 +324,13 @@ static void proceed_rcpt(struct session *s, struct smtp_cmd *cmd)
 		policy_check_rate_rcpt(pc, s->w->d->pstate, &ps, session_now(), &v);
 	if (v.code) {
 		session_trace_reject(s, "RCPT", v.rule, v.code, v.enh, v.text, cmd->path);
-		session_error(s, v.code, v.enh, "<%s>: %s", cmd->path, v.text);
+		/* RFC 5321 4.5.3.1.10: "too many recipients" asks the client to
+		 * send the rest in another transaction; it is not the client's
+		 * error and must not end a pipelined session. */
+		if (v.code == 452 && strcmp(v.enh, "4.5.3") == 0)
+			session_reject(s, v.code, v.enh, "<%s>: %s", cmd->path, v.text);
+		else
+			session_error(s, v.code, v.enh, "<%s>: %s", cmd->path, v.text);
 		return;
 	}
 	if (tx->nrcpts == tx->rcpt_cap) {

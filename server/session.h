@@ -142,6 +142,9 @@ void session_timeout(struct session *s);
 void session_shutdown(struct session *s);
 void session_free_state(struct session *s);
 void tx_reset(struct smtp_tx *tx);
+/* Replies with a refusal and logs it, without counting it as an error. */
+void session_reject(struct session *s, int code, const char *enh, const char *fmt, ...)
+	PRINTF_LIKE(4, 5);
 /* Replies with an error and counts it; closes after too many. */
 void session_error(struct session *s, int code, const char *enh, const char *fmt, ...)
 	PRINTF_LIKE(4, 5);

@@ -363,6 +363,31 @@ def test_max_recipients(postern):
     c.close()
 
 
+def test_pipelined_recipients_over_the_limit(postern):
+    """RFC 5321 4.5.3.1.10: 452 for too many recipients is how a server
+    asks for the rest in another transaction, not an error: 30 RCPTs
+    pipelined with DATA against max_recipients = 20 (and max_errors = 10)
+    get 20 x 250, 10 x 452, 354, and the message for the first 20 is
+    accepted on a session that stays open."""
+    c = connect(postern)
+    rcpts = [f"p{i}@example.net" for i in range(1, 31)]
+    c.send("MAIL FROM:<alice@mx.test>\r\n" + "".join(f"RCPT TO:<{r}>\r\n" for r in rcpts)
+           + "DATA\r\n")
+    expect(c.reply(), 250, "2.1.0")
+    for _ in range(20):
+        expect(c.reply(), 250, "2.1.5")
+    for _ in range(10):
+        expect(c.reply(), 452, "4.5.3")
+    expect(c.reply(), 354)
+    c.send("Subject: twenty of thirty\r\n\r\nhi\r\n.\r\n")
+    queued_ok(c.reply())
+    expect(c.cmd("NOOP"), 250, "2.0.0")
+    # and the errors it did make still count
+    for i in range(10):
+        expect(c.cmd(f"BOGUS{i}"), 500, "5.5.2")
+    expect(c.reply(), 421, "4.7.0")
+
+
 def test_too_many_errors_421(postern):
     c = connect(postern)
     for i in range(9):
