@@ -265,6 +265,13 @@ static void proceed_mail(struct session *s, struct smtp_cmd *cmd)
 		session_error(s, 503, "5.5.1", "Error: nested MAIL command");
 		return;
 	}
+	if (cmd->ret || cmd->envid) {
+		/* DSN (RFC 3461) is not advertised: its parameters are unknown to
+		 * this server (RFC 5321 4.1.1.11), and RET=FULL would have a bounce
+		 * carry a whole message back to a sender nobody checked. */
+		session_error(s, 555, "5.5.4", "%s parameter not supported", cmd->ret ? "RET" : "ENVID");
+		return;
+	}
 	if (session_dnsbl_refuse(s))
 		return;
 	session_policy_view(s, &ps);
@@ -315,6 +322,11 @@ static void proceed_rcpt(struct session *s, struct smtp_cmd *cmd)
 	}
 	if (cmd->non_ascii && !tx->smtputf8) {
 		session_error(s, 553, "5.6.7", "Non-ASCII address requires SMTPUTF8");
+		return;
+	}
+	if (cmd->notify || cmd->orcpt) {
+		session_error(s, 555, "5.5.4", "%s parameter not supported",
+		              cmd->notify ? "NOTIFY" : "ORCPT");
 		return;
 	}
 	session_policy_view(s, &ps);

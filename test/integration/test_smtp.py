@@ -8,6 +8,9 @@ import os
 import re
 import time
 
+import pytest
+
+
 from conftest import HOSTNAME, USERS, untraced, wait_for, enh, expect
 
 SINK_GRACE = 0.4  # how long a refused message gets to (wrongly) show up
@@ -118,6 +121,32 @@ def test_ehlo_after_auth_no_longer_offers_auth(postern):
     assert "PIPELINING" in [l[4:] for l in lines]
     # still authenticated after the new EHLO
     expect(c.cmd("MAIL FROM:<alice@mx.test>"), 250, "2.1.0")
+    c.close()
+
+
+@pytest.mark.parametrize("mode", ["smtps", "mx"])
+def test_dsn_parameters_refused_while_dsn_is_not_offered(postern, mode):
+    """EHLO does not offer DSN (RFC 3461), so RET, ENVID, NOTIFY and ORCPT
+    are unknown parameters: a bounce must not carry a whole message back
+    to a forged sender because RET=FULL was taken."""
+    if mode == "smtps":
+        c = connect(postern)
+        sender = "alice@mx.test"
+    else:
+        c = postern.raw("mx")
+        c.reply()
+        c.cmd("EHLO peer.test")
+        expect(c.cmd("STARTTLS"), 220)
+        c.starttls()
+        sender = "forged@remote.test"
+    code, lines = c.cmd("EHLO client.test")
+    assert not any("DSN" in ln for ln in lines), lines
+    expect(c.cmd(f"MAIL FROM:<{sender}> RET=FULL"), 555, "5.5.4")
+    expect(c.cmd(f"MAIL FROM:<{sender}> ENVID=QQ314159"), 555, "5.5.4")
+    expect(c.cmd(f"MAIL FROM:<{sender}>"), 250, "2.1.0")
+    expect(c.cmd("RCPT TO:<x@example.org> NOTIFY=SUCCESS,FAILURE"), 555, "5.5.4")
+    expect(c.cmd("RCPT TO:<x@example.org> ORCPT=rfc822;x@example.org"), 555, "5.5.4")
+    expect(c.cmd("RCPT TO:<x@example.org>"), 250, "2.1.5")
     c.close()
 
 
