@@ -29,8 +29,19 @@ struct conn_write {
 	char data[];
 };
 
+/* Refused smtps connections whose handshake we complete to answer 421:
+ * each costs a handshake and a descriptor, so there are at most this many
+ * per loop at once (the rest are closed without a word), and they get a
+ * short handshake timeout. */
+#define REFUSALS_MAX 64
+#define REFUSAL_HANDSHAKE_TIMEOUT 5
+#define REFUSAL_DROP_LOG_MS 10000
+
 static void conn_free(struct session *s)
 {
+	if (s->refusal_code)
+		s->w->refusing--;
+	free(s->refusal_text);
 	session_free_state(s);
 	smtp_reader_free(&s->reader);
 	buf_free(&s->out);
@@ -321,6 +332,37 @@ static void conn_addr(const struct sockaddr_storage *ss, char *ip, size_t iplen,
 	}
 }
 
+/* No TLS yet on smtps: the 421 is sent once the handshake is done (see
+ * session_tls_ready), within a short timeout, or the connection is closed
+ * at once when too many refusals wait already. */
+static void conn_refuse_after_handshake(struct session *s, const struct policy_verdict *v)
+{
+	struct worker *w = s->w;
+	if (w->refusing >= REFUSALS_MAX) {
+		w->refusals_dropped++;
+		uint64_t now = uv_now(&w->loop);
+		if (now - w->refusals_drop_logged >= REFUSAL_DROP_LOG_MS) {
+			log_warn("event=reject_dropped client=%s dropped=%llu note=\"too many refused smtps"
+			         " handshakes at once: closed without a reply\"", s->client_ip,
+			         (unsigned long long)w->refusals_dropped);
+			w->refusals_drop_logged = now;
+		}
+		conn_close_now(s);
+		return;
+	}
+	s->refusal_code = v->code;
+	s->refusal_enh = v->enh;
+	s->refusal_text = str_dup(v->text);
+	w->refusing++;
+	session_resume(s);
+	if (session_start_tls(s) < 0) {
+		conn_close_now(s);
+		return;
+	}
+	unsigned t = w->d->conf->tls_handshake_timeout;
+	session_set_timeout(s, t < REFUSAL_HANDSHAKE_TIMEOUT ? t : REFUSAL_HANDSHAKE_TIMEOUT);
+}
+
 void session_accept(uv_stream_t *server, int status)
 {
 	struct worker *w = server->loop->data;
@@ -364,16 +406,15 @@ void session_accept(uv_stream_t *server, int status)
 		v.code = 421, v.enh = "4.3.2", v.text = "Service shutting down", v.rule = "stopping";
 	}
 	if (v.code) {
-		s->state = SS_CLOSING;
-		session_send(s, v.code, v.enh, "%s %s", w->d->conf->hostname, v.text);
 		log_info("event=reject sid=%s client=%s code=%d rule=%s", s->sid, s->client_ip, v.code,
 		         v.rule);
 		session_trace_reject(s, "CONNECT", v.rule, v.code, v.enh, v.text, NULL);
 		if (l->conf->mode == CONF_MODE_SMTPS) {
-			/* No TLS yet: a plaintext reply would be garbage to a TLS client. */
-			conn_close_now(s);
+			conn_refuse_after_handshake(s, &v);
 			return;
 		}
+		s->state = SS_CLOSING;
+		session_send(s, v.code, v.enh, "%s %s", w->d->conf->hostname, v.text);
 		session_close(s, true);
 		return;
 	}

@@ -44,6 +44,9 @@ struct worker {
 	uv_tcp_t *servers;        /* one per listener */
 	struct session *buckets[WORKER_BUCKETS]; /* sessions by id */
 	unsigned nsessions;
+	unsigned refusing;        /* smtps refusals waiting for their handshake */
+	uint64_t refusals_dropped;/* closed without a reply: too many of those */
+	uint64_t refusals_drop_logged; /* loop time of the last such log line */
 	bool stopping;
 	struct dns_resolver *dns; /* NULL when no lookups are configured */
 	uint64_t stop_deadline;   /* loop time when a graceful stop gives up */

@@ -129,6 +129,14 @@ void session_greet(struct session *s)
 
 void session_tls_ready(struct session *s)
 {
+	if (s->refusal_code) {
+		/* Refused at connect (conn.c): the reply can be read now. */
+		s->state = SS_CLOSING;
+		session_send(s, s->refusal_code, s->refusal_enh, "%s %s", session_conf(s)->hostname,
+		             s->refusal_text);
+		session_close(s, true);
+		return;
+	}
 	if (s->l->conf->mode == CONF_MODE_SMTPS) {
 		session_greet(s);
 		return;

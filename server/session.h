@@ -89,6 +89,11 @@ struct session {
 	bool close_after_flush;
 	bool write_blocked;       /* too many unsent replies: reading paused */
 	bool counted;             /* counted by the policy's connection limits */
+	/* smtps over a connection limit: the refusal waits for the handshake,
+	 * so that the client can read it (a plaintext 421 would be garbage). */
+	int refusal_code;
+	const char *refusal_enh;  /* static */
+	char *refusal_text;
 
 	char *helo;
 	bool esmtp;
