@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* A client that sends without reading its replies is paused above
  * WRITE_QUEUE_HIGH bytes of unsent replies, until they drain below LOW. */
@@ -363,14 +364,8 @@ static void conn_refuse_after_handshake(struct session *s, const struct policy_v
 	session_set_timeout(s, t < REFUSAL_HANDSHAKE_TIMEOUT ? t : REFUSAL_HANDSHAKE_TIMEOUT);
 }
 
-void session_accept(uv_stream_t *server, int status)
+void session_accept(struct worker *w, struct listener *l, int fd)
 {
-	struct worker *w = server->loop->data;
-	struct listener *l = server->data;
-	if (status < 0) {
-		log_warn("event=accept_error error=\"%s\"", uv_strerror(status));
-		return;
-	}
 	struct session *s = xcalloc(1, sizeof(*s));
 	s->w = w;
 	s->l = l;
@@ -383,7 +378,10 @@ void session_accept(uv_stream_t *server, int status)
 	s->handles_open = 2;
 	smtp_reader_init(&s->reader, w->d->conf->max_command_line);
 	worker_add_session(w, s);
-	if (uv_accept(server, (uv_stream_t *)&s->tcp) < 0) {
+	int rc = uv_tcp_open(&s->tcp, fd);
+	if (rc < 0) {
+		log_warn("event=accept_error error=\"%s\"", uv_strerror(rc));
+		close(fd);
 		conn_close_now(s);
 		return;
 	}

@@ -14,6 +14,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
 #include <pthread.h>
@@ -261,8 +262,7 @@ static void worker_stop(uv_async_t *a)
 	if (w->stopping)
 		return;
 	w->stopping = true;
-	for (size_t i = 0; i < w->d->nlisteners; i++)
-		worker_close_handle((uv_handle_t *)&w->servers[i]);
+	listener_stop_all(w);
 	for (size_t i = 0; i < WORKER_BUCKETS; i++) {
 		struct session *next;
 		for (struct session *s = w->buckets[i]; s; s = next) {
@@ -287,6 +287,7 @@ static int worker_init(struct daemon *d, struct worker *w, unsigned index)
 {
 	w->d = d;
 	w->index = index;
+	w->reserve_fd = -1;
 	uv_loop_init(&w->loop);
 	w->loop.data = w;
 	uv_async_init(&w->loop, &w->stop_async, worker_stop);
@@ -308,7 +309,9 @@ static int worker_init(struct daemon *d, struct worker *w, unsigned index)
 		if (!w->dns)
 			log_warn("event=dns_error worker=%u error=\"%s\" note=\"no DNS lookups\"", index, err);
 	}
-	w->servers = xcalloc(d->nlisteners, sizeof(uv_tcp_t));
+	/* Opened now, while descriptors are plenty: see listener_out_of_fds. */
+	w->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	w->servers = xcalloc(d->nlisteners, sizeof(*w->servers));
 	for (size_t i = 0; i < d->nlisteners; i++)
 		if (listener_start(w, i) < 0)
 			return -1;
@@ -323,11 +326,15 @@ static void worker_close_any(uv_handle_t *h, void *arg)
 /* A worker whose set-up failed: its thread never ran. */
 static void worker_abort(struct worker *w)
 {
+	listener_stop_all(w);
 	uv_walk(&w->loop, worker_close_any, NULL);
 	uv_run(&w->loop, UV_RUN_DEFAULT);
 	uv_loop_close(&w->loop);
 	free(w->servers);
 	w->servers = NULL;
+	if (w->reserve_fd >= 0)
+		close(w->reserve_fd);
+	w->reserve_fd = -1;
 }
 
 static void worker_fini(struct worker *w)
@@ -336,6 +343,8 @@ static void worker_fini(struct worker *w)
 	if (uv_loop_close(&w->loop) != 0)
 		log_warn("event=loop_busy worker=%u", w->index);
 	free(w->servers);
+	if (w->reserve_fd >= 0)
+		close(w->reserve_fd);
 }
 
 /* ---- main loop: signals ------------------------------------------------------- */

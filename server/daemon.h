@@ -32,6 +32,19 @@ struct listener {
 
 #define WORKER_BUCKETS 4096
 
+/* One listener's socket on one loop. Accepting is ours (accept4 on a
+ * uv_poll_t), not uv_listen's, so that it can pause: when the process is
+ * out of descriptors the socket stays readable and a listener that only
+ * logged and returned would be called again at once, forever. */
+struct listener_io {
+	uv_poll_t poll;
+	uv_timer_t backoff;       /* accepting paused after EMFILE/ENFILE */
+	struct worker *w;
+	struct listener *l;
+	int fd;
+	unsigned handles_open;
+};
+
 struct worker {
 	struct daemon *d;
 	unsigned index;
@@ -41,7 +54,10 @@ struct worker {
 	uv_async_t commit_async;  /* the spool's commit thread wakes us */
 	uv_async_t reload_async;  /* new policy in place: acknowledge */
 	uv_timer_t stop_timer;    /* bounds a graceful stop */
-	uv_tcp_t *servers;        /* one per listener */
+	struct listener_io *servers; /* one per listener */
+	int reserve_fd;           /* given up to accept-and-refuse when out of descriptors */
+	uint64_t accept_errors;   /* since the last accept_error line */
+	uint64_t accept_error_logged; /* loop time of that line */
 	struct session *buckets[WORKER_BUCKETS]; /* sessions by id */
 	unsigned nsessions;
 	unsigned refusing;        /* smtps refusals waiting for their handshake */
@@ -99,5 +115,7 @@ struct session *worker_find_session(struct worker *w, uint64_t sid);
 int listener_bind(struct listener *l, unsigned nworkers, char *err, size_t errlen);
 /* Starts accepting on worker w. */
 int listener_start(struct worker *w, size_t index);
+/* Stops accepting on every listener of w and closes their sockets. */
+void listener_stop_all(struct worker *w);
 
 #endif

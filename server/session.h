@@ -128,7 +128,8 @@ static inline const struct policy_conf *session_policy(const struct session *s)
 double session_now(void);
 
 /* conn.c */
-void session_accept(uv_stream_t *server, int status);
+/* A connection accepted on l: takes fd (closed on every path). */
+void session_accept(struct worker *w, struct listener *l, int fd);
 void session_send(struct session *s, int code, const char *enh, const char *fmt, ...)
 	PRINTF_LIKE(4, 5);
 void session_flush(struct session *s);

@@ -7,6 +7,7 @@ stopped by PID."""
 import base64
 import os
 import pwd
+import resource
 import shutil
 import signal
 import smtplib
@@ -231,9 +232,15 @@ class Postern:
         self.proc = None
         self.log = None
 
-    def start(self):
+    def start(self, nofile=None):
+        """nofile: the open-file limit (soft and hard) to start posternd with."""
         self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([POSTERND, "-c", self.conf], stdout=self.log, stderr=self.log)
+
+        def limits():
+            if nofile:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+        self.proc = subprocess.Popen([POSTERND, "-c", self.conf], stdout=self.log, stderr=self.log,
+                                     preexec_fn=limits)
         for port in self.ports.values():
             wait_port(port)
         return self
@@ -454,9 +461,10 @@ def make_postern(workdir, pki, sasldb):
 
     def make(**kw):
         base = make_dir(tempfile.mkdtemp(prefix="p-", dir=workdir))
+        nofile = kw.pop("nofile", None)
         p = Postern(base, pki, kw.pop("sasldb", sasldb), **kw)
         started.append(p)
-        return p.start()
+        return p.start(nofile=nofile)
 
     yield make
     while OPEN_CLIENTS:
