@@ -125,6 +125,16 @@ static int valid_count(cfg_t *cfg, cfg_opt_t *opt)
 	return 0;
 }
 
+static int valid_percent(cfg_t *cfg, cfg_opt_t *opt)
+{
+	long v = cfg_opt_getnint(opt, cfg_opt_size(opt) - 1);
+	if (v < 0 || v > 100) {
+		cfg_error(cfg, "%s: must be a percentage between 0 and 100, not %ld", opt->name, v);
+		return -1;
+	}
+	return 0;
+}
+
 static int lookup(const char *const *names, size_t n, const char *s)
 {
 	for (size_t i = 0; i < n; i++)
@@ -296,6 +306,15 @@ static cfg_opt_t limits_opts[] = {
 	/* RFC 5321 4.5.3.2: 5 minutes for commands, 10 for the DATA block. */
 	CFG_STR("idle_timeout", "5m", CFGF_NONE),
 	CFG_STR("data_timeout", "10m", CFGF_NONE),
+	/* The data timer restarts only when this much more has come. */
+	CFG_STR("data_progress", "1k", CFGF_NONE),
+	/* A connection's whole life, whatever it does; 0: no cap. */
+	CFG_STR("session_lifetime", "1h", CFGF_NONE),
+	/* Under stress (this percentage of max_connections in use; 0: never),
+	 * the shorter timeouts apply, as Postfix's stress-adaptive ones. */
+	CFG_INT("stress_threshold", 80, CFGF_NONE),
+	CFG_STR("stress_idle_timeout", "10s", CFGF_NONE),
+	CFG_STR("stress_data_timeout", "1m", CFGF_NONE),
 	CFG_INT("max_errors", 10, CFGF_NONE),
 	CFG_INT("max_connections", 20000, CFGF_NONE),
 	CFG_END()
@@ -374,10 +393,11 @@ static cfg_opt_t top_opts[] = {
 
 static void conf_set_validators(cfg_t *cfg)
 {
-	static const char *const sizes[] = { "limits|max_message_size" };
+	static const char *const sizes[] = { "limits|max_message_size", "limits|data_progress" };
 	static const char *const durations[] = {
 		"tls|handshake_timeout", "sasl|fail_delay", "limits|idle_timeout",
-		"limits|data_timeout", "relay|retry_min", "relay|retry_max",
+		"limits|data_timeout", "limits|session_lifetime", "limits|stress_idle_timeout",
+		"limits|stress_data_timeout", "relay|retry_min", "relay|retry_max",
 		"relay|max_queue_time", "relay|timeout",
 	};
 	static const char *const positives[] = {
@@ -391,6 +411,7 @@ static void conf_set_validators(cfg_t *cfg)
 	for (size_t i = 0; i < ARRAY_LEN(positives); i++)
 		cfg_set_validate_func(cfg, positives[i], valid_positive);
 	cfg_set_validate_func(cfg, "loops", valid_count);
+	cfg_set_validate_func(cfg, "limits|stress_threshold", valid_percent);
 	cfg_set_validate_func(cfg, "listen", valid_listen);
 	cfg_set_validate_func(cfg, "tls", valid_tls);
 	cfg_set_validate_func(cfg, "tls|cert", valid_readable);
@@ -571,6 +592,11 @@ static void conf_fill(struct conf *c, cfg_t *cfg, const char *dir)
 	c->max_text_line = (unsigned)cfg_getint(lim, "max_text_line");
 	c->idle_timeout = conf_seconds(lim, "idle_timeout");
 	c->data_timeout = conf_seconds(lim, "data_timeout");
+	(void)str_parse_size(cfg_getstr(lim, "data_progress"), &c->data_progress);
+	c->session_lifetime = conf_seconds(lim, "session_lifetime");
+	c->stress_threshold = (unsigned)cfg_getint(lim, "stress_threshold");
+	c->stress_idle_timeout = conf_seconds(lim, "stress_idle_timeout");
+	c->stress_data_timeout = conf_seconds(lim, "stress_data_timeout");
 	c->max_errors = (unsigned)cfg_getint(lim, "max_errors");
 	c->max_connections = (unsigned)cfg_getint(lim, "max_connections");
 

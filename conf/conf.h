@@ -66,8 +66,13 @@ struct conf {
 	unsigned max_recipients;
 	unsigned max_command_line;
 	unsigned max_text_line;
-	unsigned idle_timeout;
-	unsigned data_timeout;
+	unsigned idle_timeout;       /* from one command line to the next */
+	unsigned data_timeout;       /* without data_progress bytes of the message */
+	uint64_t data_progress;
+	unsigned session_lifetime;   /* 0: no cap */
+	unsigned stress_threshold;   /* percent of max_connections; 0: never stressed */
+	unsigned stress_idle_timeout;
+	unsigned stress_data_timeout;
 	unsigned max_errors;
 	unsigned max_connections;
 

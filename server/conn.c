@@ -199,10 +199,15 @@ static void conn_timer_cb(uv_timer_t *t)
 	session_timeout(t->data);
 }
 
-void session_set_timeout(struct session *s, unsigned seconds)
+void session_set_timeout_ms(struct session *s, uint64_t ms)
 {
 	if (!uv_is_closing((uv_handle_t *)&s->timer))
-		uv_timer_start(&s->timer, conn_timer_cb, (uint64_t)seconds * 1000, 0);
+		uv_timer_start(&s->timer, conn_timer_cb, ms, 0);
+}
+
+void session_set_timeout(struct session *s, unsigned seconds)
+{
+	session_set_timeout_ms(s, (uint64_t)seconds * 1000);
 }
 
 static void conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
@@ -370,6 +375,7 @@ void session_accept(struct worker *w, struct listener *l, int fd)
 	s->w = w;
 	s->l = l;
 	s->id = id_session();
+	s->started_ms = uv_now(&w->loop);
 	snprintf(s->sid, sizeof(s->sid), "%llx", (unsigned long long)s->id);
 	uv_tcp_init(&w->loop, &s->tcp);
 	uv_timer_init(&w->loop, &s->timer);

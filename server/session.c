@@ -120,11 +120,58 @@ void session_trace_reject(struct session *s, const char *command, const char *ru
 	trace_store_reject(ts, &r);
 }
 
+/* Under stress (Postfix's stress-adaptive timeouts): this loop's share of
+ * max_connections is mostly in use, so clients that dawdle give way. */
+static bool session_stressed(const struct session *s)
+{
+	const struct conf *c = session_conf(s);
+	if (!c->stress_threshold || !c->max_connections)
+		return false;
+	uint64_t busy = (uint64_t)s->w->nsessions * s->w->d->nworkers * 100;
+	return busy >= (uint64_t)c->max_connections * c->stress_threshold;
+}
+
+unsigned session_idle_timeout(const struct session *s)
+{
+	const struct conf *c = session_conf(s);
+	return session_stressed(s) && c->stress_idle_timeout < c->idle_timeout
+	               ? c->stress_idle_timeout : c->idle_timeout;
+}
+
+unsigned session_data_timeout(const struct session *s)
+{
+	const struct conf *c = session_conf(s);
+	return session_stressed(s) && c->stress_data_timeout < c->data_timeout
+	               ? c->stress_data_timeout : c->data_timeout;
+}
+
+static bool session_expired(const struct session *s)
+{
+	unsigned life = session_conf(s)->session_lifetime;
+	return life && uv_now(s->tcp.loop) - s->started_ms >= (uint64_t)life * 1000;
+}
+
+void session_wait_client(struct session *s, unsigned seconds)
+{
+	uint64_t ms = (uint64_t)seconds * 1000;
+	unsigned life = session_conf(s)->session_lifetime;
+	if (life) {
+		/* Past the lifetime the timer fires at once, however busy the
+		 * client keeps us: session_timeout ends it. */
+		uint64_t age = uv_now(s->tcp.loop) - s->started_ms;
+		uint64_t left = age >= (uint64_t)life * 1000 ? 0 : (uint64_t)life * 1000 - age;
+		if (left < ms)
+			ms = left;
+	}
+	s->data_bytes = 0;
+	session_set_timeout_ms(s, ms);
+}
+
 void session_greet(struct session *s)
 {
 	s->state = SS_COMMAND;
 	session_send(s, 220, NULL, "%s ESMTP Postern", session_conf(s)->hostname);
-	session_set_timeout(s, session_conf(s)->idle_timeout);
+	session_wait_client(s, session_idle_timeout(s));
 }
 
 void session_tls_ready(struct session *s)
@@ -143,7 +190,7 @@ void session_tls_ready(struct session *s)
 	}
 	/* RFC 3207 4.2: the client starts again with EHLO. */
 	s->state = SS_COMMAND;
-	session_set_timeout(s, session_conf(s)->idle_timeout);
+	session_wait_client(s, session_idle_timeout(s));
 }
 
 static bool session_tls_active(const struct session *s)
@@ -462,6 +509,10 @@ void session_process(struct session *s)
 		int rc = smtp_reader_next(&s->reader, &line, &len);
 		if (rc == SMTP_LINE_NONE)
 			break;
+		/* The idle timer runs from one command line to the next, not from
+		 * byte to byte: one byte every few seconds must not hold a
+		 * connection forever. */
+		session_wait_client(s, session_idle_timeout(s));
 		if (rc != SMTP_LINE_OK && s->state == SS_AUTH_INPUT)
 			session_auth_abort(s); /* a broken response ends the exchange */
 		if (rc == SMTP_LINE_TOO_LONG) {
@@ -488,10 +539,13 @@ void session_process(struct session *s)
 void session_input(struct session *s, const char *data, size_t len)
 {
 	smtp_reader_push(&s->reader, data, len);
-	if (s->state == SS_DATA || s->state == SS_BDAT)
-		session_set_timeout(s, session_conf(s)->data_timeout);
-	else if (s->state == SS_COMMAND || s->state == SS_AUTH_INPUT)
-		session_set_timeout(s, session_conf(s)->idle_timeout);
+	if (s->state == SS_DATA || s->state == SS_BDAT) {
+		/* The data timer restarts on progress only: limits { data_progress }
+		 * more bytes of the message, not any byte. */
+		s->data_bytes += len;
+		if (s->data_bytes >= session_conf(s)->data_progress)
+			session_wait_client(s, session_data_timeout(s));
+	}
 	session_process(s);
 }
 
@@ -509,6 +563,7 @@ void session_timeout(struct session *s)
 		/* Our own work is slow, not the client: wait for it. */
 		session_set_timeout(s, 5);
 		return;
+
 	case SS_HANDSHAKE:
 		log_info("event=timeout sid=%s client=%s phase=tls_handshake", s->sid, s->client_ip);
 		session_close(s, false);
@@ -517,9 +572,16 @@ void session_timeout(struct session *s)
 		session_close(s, false);
 		return;
 	default:
-		log_info("event=timeout sid=%s client=%s phase=%s", s->sid, s->client_ip,
-		         s->state == SS_DATA || s->state == SS_BDAT ? "data" : "command");
-		session_send(s, 421, "4.4.2", "%s Error: timeout exceeded", session_conf(s)->hostname);
+		if (session_expired(s)) {
+			log_info("event=timeout sid=%s client=%s phase=lifetime", s->sid, s->client_ip);
+			session_send(s, 421, "4.4.2", "%s Error: connection open too long",
+			             session_conf(s)->hostname);
+		} else {
+			log_info("event=timeout sid=%s client=%s phase=%s", s->sid, s->client_ip,
+			         s->state == SS_DATA || s->state == SS_BDAT ? "data" : "command");
+			session_send(s, 421, "4.4.2", "%s Error: timeout exceeded",
+			             session_conf(s)->hostname);
+		}
 		session_close(s, true);
 	}
 }

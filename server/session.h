@@ -72,6 +72,8 @@ struct session {
 	struct listener *l;
 	uint64_t id;
 	char sid[24];
+	uint64_t started_ms;      /* loop time of the accept, for session_lifetime */
+	uint64_t data_bytes;      /* message bytes since the data timer last restarted */
 	struct session *hnext;    /* worker bucket chain */
 	enum session_state state;
 	unsigned handles_open;    /* tcp + timer: freed when both are closed */
@@ -127,6 +129,14 @@ static inline const struct policy_conf *session_policy(const struct session *s)
 /* Monotonic seconds, for rate limits. */
 double session_now(void);
 
+/* The timeouts that apply now: the stress ones above limits {
+ * stress_threshold }. */
+unsigned session_idle_timeout(const struct session *s);
+unsigned session_data_timeout(const struct session *s);
+/* Arms the timer for a wait on the client: never past the session's
+ * lifetime (session_timeout then ends it). */
+void session_wait_client(struct session *s, unsigned seconds);
+
 /* conn.c */
 /* A connection accepted on l: takes fd (closed on every path). */
 void session_accept(struct worker *w, struct listener *l, int fd);
@@ -135,6 +145,7 @@ void session_send(struct session *s, int code, const char *enh, const char *fmt,
 void session_flush(struct session *s);
 void session_close(struct session *s, bool after_flush);
 void session_set_timeout(struct session *s, unsigned seconds);
+void session_set_timeout_ms(struct session *s, uint64_t ms);
 int session_start_tls(struct session *s);
 void session_pause(struct session *s);
 void session_resume(struct session *s);

@@ -149,7 +149,7 @@ static void auth_delay_done(uv_timer_t *t)
 		return;
 	s->state = SS_COMMAND;
 	session_error(s, 535, "5.7.8", "Authentication credentials invalid");
-	session_set_timeout(s, s->w->d->conf->idle_timeout);
+	session_wait_client(s, session_idle_timeout(s));
 	session_resume(s);
 	session_process(s);
 	session_flush(s);
@@ -175,7 +175,7 @@ static void auth_work_done(uv_work_t *req, int status)
 		session_flush(s);
 		return;
 	}
-	session_set_timeout(s, s->w->d->conf->idle_timeout);
+	session_wait_client(s, session_idle_timeout(s));
 	session_resume(s);
 	session_process(s);
 	session_flush(s);

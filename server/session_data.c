@@ -150,7 +150,7 @@ static void data_start(struct session *s)
 	smtp_data_init(&s->tx.data, data_text_line_max(c), c->max_message_size);
 	s->state = SS_DATA;
 	session_send(s, 354, NULL, "End data with <CR><LF>.<CR><LF>");
-	session_set_timeout(s, c->data_timeout);
+	session_wait_client(s, session_data_timeout(s));
 }
 
 /* ---- commit ------------------------------------------------------------ */
@@ -200,7 +200,7 @@ static void data_committed(int status, void *arg)
 	tx_reset(tx);
 	if (s->state == SS_COMMIT_WAIT)
 		s->state = SS_COMMAND;
-	session_set_timeout(s, data_conf(s)->idle_timeout);
+	session_wait_client(s, session_idle_timeout(s));
 	if (s->shutting_down) {
 		session_shutdown(s);
 	} else {
@@ -500,7 +500,7 @@ static void bdat_refuse(struct session *s, uint64_t size, int code, const char *
 static void bdat_start(struct session *s)
 {
 	s->state = SS_BDAT;
-	session_set_timeout(s, data_conf(s)->data_timeout);
+	session_wait_client(s, session_data_timeout(s));
 }
 
 void session_cmd_bdat(struct session *s, struct smtp_cmd *cmd)
@@ -552,10 +552,10 @@ static void data_spool_created(struct session *s, struct relay_spool_file *f, in
 		tx->scan = NULL;
 		if (tx->bdat_started) {
 			bdat_refuse(s, tx->bdat_left, 451, "4.3.0", "Error: queue file write error");
-			session_set_timeout(s, data_conf(s)->data_timeout);
+			session_wait_client(s, session_data_timeout(s));
 		} else {
 			session_error(s, 451, "4.3.0", "Error: queue file write error");
-			session_set_timeout(s, data_conf(s)->idle_timeout);
+			session_wait_client(s, session_idle_timeout(s));
 		}
 	} else {
 		tx->spool = f;

@@ -88,3 +88,99 @@ def test_client_that_does_not_read_its_replies(postern):
     sock.sendall(b"QUIT\r\n")
     assert f.readline().startswith(b"221 ")
     sock.close()
+
+
+# ---- slowloris: a byte now and then must not hold a connection ------------------
+
+def drip(c, data, every):
+    """Sends data one byte at a time; returns the reply that ends it (or
+    None if the server let it all through)."""
+    for i in range(len(data)):
+        try:
+            c.send(data[i:i + 1])
+        except OSError:
+            break
+        time.sleep(every)
+        c.sock.settimeout(0.01)
+        try:
+            chunk = c.sock.recv(4096)
+            c.buf += chunk
+            if not chunk or b"\r\n" in c.buf:
+                break
+        except (socket.timeout, BlockingIOError):
+            pass
+        except OSError:
+            break
+        finally:
+            c.sock.settimeout(10)
+    return c.reply() if b"\r\n" in c.buf else None
+
+
+def test_command_line_deadline(make_postern):
+    """idle_timeout runs from one command line to the next: a line
+    dripped one byte a second against 3 s is cut off (it was held for as
+    long as the bytes came)."""
+    p = make_postern(limits='idle_timeout = "3s"')
+    c = p.raw("submission")
+    expect(c.reply(), 220)
+    t0 = time.monotonic()
+    code, lines = drip(c, b"EHLO " + b"a" * 40 + b"\r\n", 1.0)
+    assert code == 421 and lines[0].startswith("421 4.4.2"), lines
+    assert time.monotonic() - t0 < 6
+    assert c.closed()
+
+
+def test_data_progress_deadline(make_postern):
+    """In DATA the timer restarts only after data_progress more bytes:
+    one byte every half second against data_timeout = 3s is cut off."""
+    p = make_postern(limits='data_timeout = "3s" data_progress = "1k"')
+    c = p.raw("smtps")
+    c.reply()
+    c.login("alice")
+    expect(c.cmd("MAIL FROM:<alice@mx.test>"), 250)
+    expect(c.cmd("RCPT TO:<r@example.net>"), 250)
+    expect(c.cmd("DATA"), 354)
+    t0 = time.monotonic()
+    code, lines = drip(c, b"Subject: slow\r\n\r\n" + b"x" * 40, 0.5)
+    assert code == 421 and lines[0].startswith("421 4.4.2"), lines
+    assert time.monotonic() - t0 < 6
+    assert p.queue() == []
+
+
+def test_session_lifetime(make_postern):
+    """A connection that keeps busy (a NOOP every half second) still ends
+    at session_lifetime."""
+    p = make_postern(limits='session_lifetime = "3s"')
+    c = p.raw("submission")
+    expect(c.reply(), 220)
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 10:
+        code, lines = c.cmd("NOOP")
+        if code != 250:
+            break
+        time.sleep(0.5)
+    assert code == 421 and lines[0].startswith("421 4.4.2"), lines
+    assert 2.5 < time.monotonic() - t0 < 6
+    assert c.closed()
+    assert "phase=lifetime" in p.logtext()
+
+
+def test_stress_shortens_the_idle_timeout(make_postern):
+    """With most of max_connections in use, stress_idle_timeout applies:
+    an idle client is told 421 after about a second, not 30."""
+    p = make_postern(limits='max_connections = 10 stress_threshold = 30 '
+                            'stress_idle_timeout = "1s"')
+    time.sleep(0.3)
+    held = []
+    for _ in range(8):
+        c = p.raw("submission")
+        expect(c.reply(), 220)
+        held.append(c)
+    t0 = time.monotonic()
+    c = p.raw("submission")
+    expect(c.reply(), 220)
+    code, lines = c.reply()
+    assert code == 421 and lines[0].startswith("421 4.4.2"), lines
+    assert time.monotonic() - t0 < 5
+    for h in held:
+        h.close()
