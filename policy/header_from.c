@@ -131,11 +131,11 @@ static bool is_from(const char *s, size_t n, size_t *v)
 	return true;
 }
 
-int policy_header_from_each(const char *h, size_t len,
-                            void (*fn)(const char *addr, size_t alen, void *arg), void *arg)
+static int from_walk(const char *h, size_t len, addr_fn *fn, void *arg, unsigned *fields)
 {
 	int count = 0;
 	bool seen = false;
+	*fields = 0;
 	size_t pos = 0;
 	struct buf value;
 	buf_init(&value);
@@ -152,6 +152,7 @@ int policy_header_from_each(const char *h, size_t len,
 			continue;
 		}
 		seen = true;
+		(*fields)++;
 		value.len = 0;
 		buf_append(&value, h + pos + v, lend - pos - v);
 		pos = next;
@@ -167,6 +168,13 @@ int policy_header_from_each(const char *h, size_t len,
 	}
 	buf_free(&value);
 	return seen ? count : -1;
+}
+
+int policy_header_from_each(const char *h, size_t len,
+                            void (*fn)(const char *addr, size_t alen, void *arg), void *arg)
+{
+	unsigned fields;
+	return from_walk(h, len, fn, arg, &fields);
 }
 
 struct owned_arg {
@@ -191,8 +199,16 @@ int policy_check_header_from(const struct policy_conf *pc, const struct policy_s
 	if (!pc->check_header_from || !ps->authenticated || !ps->account)
 		return 0;
 	struct owned_arg o = { .map = pc->sendermap, .account = ps->account, .all_owned = true };
-	int n = policy_header_from_each(header_block, len, check_one, &o);
-	if (n <= 0) {
+	unsigned fields;
+	int n = from_walk(header_block, len, check_one, &o, &fields);
+	if (fields > 1) {
+		/* RFC 5322 3.6: exactly one From field. A reader may show either,
+		 * so a second one is a way past the check, never a second chance. */
+		v->code = 554;
+		v->enh = "5.6.0";
+		v->text = "Message has more than one From field (RFC 5322 3.6)";
+		v->rule = "header_from_multiple";
+	} else if (n <= 0) {
 		v->code = 550;
 		v->enh = "5.6.0";
 		v->text = "Message has no From address";

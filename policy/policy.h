@@ -97,9 +97,11 @@ bool policy_is_trusted(const struct policy_conf *pc, const struct policy_session
 
 /* ---- header From (header_from.c) -------------------------------------------- */
 
-/* With pc->check_header_from and an authenticated session: every mailbox
- * of every From field in the header block (the header section as
- * received, CRLF or LF, folded or not) must be owned by the account.
+/* With pc->check_header_from and an authenticated session: the header
+ * block (the whole header section as received, CRLF or LF, folded or not;
+ * the caller refuses a message whose header section it could not keep
+ * whole) must have exactly one From field, header_from_multiple (554
+ * 5.6.0), and every mailbox in it must be owned by the account:
  * header_from_mismatch (553 5.7.1), header_from_missing (550 5.6.0: no
  * From field or no mailbox in it). Returns v->code. */
 int policy_check_header_from(const struct policy_conf *pc, const struct policy_session *ps,

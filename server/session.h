@@ -63,6 +63,7 @@ struct smtp_tx {
 	uint64_t size;            /* message bytes as spooled */
 	struct buf headers;       /* the header block, for the header From check */
 	bool headers_done;
+	bool headers_cut;         /* longer than we keep: not checkable whole */
 };
 
 struct session {

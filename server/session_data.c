@@ -315,6 +315,7 @@ static void data_keep_headers(struct session *s, const char *p, size_t n)
 		tx->headers_done = true;
 	} else if (tx->headers.len >= HEADERS_MAX) {
 		tx->headers_done = true;
+		tx->headers_cut = true;
 	}
 }
 
@@ -328,6 +329,14 @@ static bool data_refuse_header_from(struct session *s)
 		.tls = true, .authenticated = true, .account = s->account, .client_ip = s->client_ip,
 	};
 	struct policy_verdict v;
+	if (s->tx.headers_cut) {
+		/* A field past what we keep (a second From, or the rest of this
+		 * one) would go unchecked: refuse rather than check a part. */
+		static const char text[] = "Message header section too large to check (64 KiB)";
+		session_trace_reject(s, "DATA", "header_too_big", 552, "5.3.4", text, NULL);
+		session_error(s, 552, "5.3.4", "%s", text);
+		return true;
+	}
 	policy_check_header_from(pc, &ps, s->tx.headers.data ? s->tx.headers.data : "",
 	                         s->tx.headers.len, &v);
 	if (v.code == 0)
