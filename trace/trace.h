@@ -110,14 +110,21 @@ int trace_header_find(const char *msg, size_t len, const char *gate,
 /* ---- streaming: the message as it is spooled --------------------------- */
 
 /* Sits between the DATA decoder and the spool file: passes message bytes
- * through, notes the Message-ID, inserts the trace header at the end of the
+ * through, notes the Message-ID, renames a client's own X-Postern-Trace
+ * fields X-Postern-Trace-Prior, inserts the trace header at the end of the
  * header block (before the empty line, or at the end when the message has
  * no body), and computes the SHA-256 of the message as relayed (everything
- * it outputs after the caller's own prefix, trace header included). */
+ * it outputs after the caller's own prefix, trace header included). With
+ * key NULL no trace header is inserted; all the rest is done. */
 struct trace_scan;
 struct trace_scan *trace_scan_new(const struct trace_key *key, const char *gate,
                                   const char *trace_id, int64_t time);
 void trace_scan_free(struct trace_scan *ts);
+/* Before the first feed: when the message turns out to have no Message-ID
+ * field, "Message-ID: <message_id>" is added at the end of its header
+ * block (ahead of the trace header), and it is the Message-ID that the MAC
+ * covers and trace_scan_message_id() returns. Copied. */
+void trace_scan_add_message_id(struct trace_scan *ts, const char *message_id);
 /* Hashes bytes written before the message (our Received header). */
 void trace_scan_prefix(struct trace_scan *ts, const void *data, size_t len);
 /* Message bytes in; output (to be spooled) appended to out. */

@@ -864,10 +864,13 @@ def split_at(data, *cuts):
 
 
 SHAPES = {
-    # name: (message as sent, message as the record's size counts it, Message-ID recorded)
+    # name: (message as sent, message as the record's size counts it, Message-ID
+    # recorded; None: the one the gate adds, <trace id@gate>)
     "folded-message-id": (b"Subject: folded\r\nMessage-ID:\r\n\t<folded-1@client.test>\r\n\r\nbody\r\n",
                           None, "<folded-1@client.test>"),
-    "no-message-id": (b"Subject: no id\r\nFrom: <alice@mx.test>\r\n\r\nbody\r\n", None, ""),
+    "no-message-id": (b"Subject: no id\r\nFrom: <alice@mx.test>\r\n\r\nbody\r\n", None, None),
+    "headers-only-no-id": (b"Subject: headers only, no id\r\n", None, None),
+    "no-header-block": (b"a body line and nothing else\r\n", None, None),
     "headers-only": (b"Subject: headers only\r\nMessage-ID: <hdr-only@client.test>\r\n",
                      None, "<hdr-only@client.test>"),
     "lower-case-name": (b"Subject: lc\r\nmessage-id: <lower-1@client.test>\r\n\r\nbody\r\n",
@@ -896,7 +899,10 @@ def test_header_on_every_shape(postern, shape):
     rec = wait_delivered(p, qid)
     assert rec["size"] == len(content)
     assert rec["body_sha256"] == hashlib.sha256(m).hexdigest()
-    assert (rec["message_id"] or "") == mid
+    if mid is None:
+        mid = f"<{trace_header(m)[1]['id']}@{HOSTNAME}>"
+        assert f"Message-ID: {mid}\r\n".encode() in m, m
+    assert rec["message_id"] == mid
     if mid:
         r, data = trace_json(p, "--message-id", mid)
         assert r.returncode == EXIT_FOUND and qids(data) == [qid], r.stdout + r.stderr

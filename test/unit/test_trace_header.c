@@ -44,10 +44,14 @@ static const char plain_msg[] =
 	"\r\n"
 	"Hello Bob.\r\n";
 
-/* Runs raw through a scanner in one piece; returns the output (free()). */
-static char *scan_all(const struct trace_key *key, const char *raw, size_t len, char sha[65])
+/* Runs raw through a scanner in one piece, with a Message-ID to add when
+ * add is set; returns the output (free()). */
+static char *scan_with(const struct trace_key *key, const char *add, const char *raw,
+                       size_t len, char sha[65])
 {
 	struct trace_scan *ts = trace_scan_new(key, GATE, TID, T0);
+	if (add)
+		trace_scan_add_message_id(ts, add);
 	struct buf out;
 	buf_init(&out);
 	trace_scan_feed(ts, raw, len, &out);
@@ -59,6 +63,11 @@ static char *scan_all(const struct trace_key *key, const char *raw, size_t len, 
 	if (!out.data)
 		return str_dup("");
 	return out.data;
+}
+
+static char *scan_all(const struct trace_key *key, const char *raw, size_t len, char sha[65])
+{
+	return scan_with(key, NULL, raw, len, sha);
 }
 
 static char *signed_msg(const struct trace_key *key)
@@ -1001,6 +1010,81 @@ START_TEST(test_scan_no_key)
 }
 END_TEST
 
+/* On submission the gate adds the Message-ID a client left out, before
+ * its trace header, so that the MAC and the record have the one every
+ * later hop sees. */
+#define ADDED "<" TID "@" GATE ">"
+
+START_TEST(test_scan_adds_message_id)
+{
+	for (size_t k = 0; k < ARRAY_LEN(split_msgs); k++) {
+		const char *msg = split_msgs[k];
+		size_t n = strlen(msg);
+		for (int keyed = 0; keyed < 2; keyed++) {
+			const struct trace_key *key = keyed ? &key_new : NULL;
+			char sha[65];
+			char *whole = scan_with(key, ADDED, msg, n, sha);
+			struct trace_scan *plain = trace_scan_new(key, GATE, TID, T0);
+			struct buf po;
+			buf_init(&po);
+			trace_scan_feed(plain, msg, n, &po);
+			trace_scan_finish(plain, &po);
+			bool had = trace_scan_message_id(plain)[0] != '\0' ||
+			           strcasestr(whole, "Message-ID: " ADDED) == NULL;
+			/* any split gives the same */
+			for (size_t i = 0; i <= n; i++) {
+				struct trace_scan *ts = trace_scan_new(key, GATE, TID, T0);
+				trace_scan_add_message_id(ts, ADDED);
+				struct buf out;
+				buf_init(&out);
+				trace_scan_feed(ts, msg, i, &out);
+				trace_scan_feed(ts, msg + i, n - i, &out);
+				trace_scan_finish(ts, &out);
+				ck_assert_msg(out.len == strlen(whole) &&
+				              memcmp(out.data, whole, out.len) == 0, "msg %zu cut %zu", k, i);
+				ck_assert_str_eq(trace_scan_sha256(ts), sha);
+				if (!had)
+					ck_assert_str_eq(trace_scan_message_id(ts), ADDED);
+				trace_scan_free(ts);
+				buf_free(&out);
+			}
+			if (had) {
+				/* a Message-ID of its own: nothing added */
+				ck_assert_msg(po.len == strlen(whole) && memcmp(po.data, whole, po.len) == 0,
+				              "msg %zu", k);
+			} else if (keyed) {
+				ck_assert_ptr_nonnull(strstr(whole, "Message-ID: " ADDED "\r\nX-Postern-Trace: "));
+			}
+			if (keyed) {
+				struct trace_found f;
+				ck_assert_int_eq(check(whole, &key_new, 1, &f), TRACE_VALID);
+				ck_assert_str_eq(f.message_id, had ? trace_scan_message_id(plain) : ADDED);
+			}
+			trace_scan_free(plain);
+			buf_free(&po);
+			free(whole);
+		}
+	}
+	/* placed like the trace header: headers only, unterminated, none */
+	char *o = scan_with(NULL, ADDED, "Subject: x", 10, NULL);
+	ck_assert_str_eq(o, "Subject: x\r\nMessage-ID: " ADDED "\r\n");
+	free(o);
+	o = scan_with(NULL, ADDED, "Subject: x\r\n\r\nbody\r\n", 20, NULL);
+	ck_assert_str_eq(o, "Subject: x\r\nMessage-ID: " ADDED "\r\n\r\nbody\r\n");
+	free(o);
+	o = scan_with(NULL, ADDED, " no headers\r\n", 13, NULL);
+	ck_assert_str_eq(o, "Message-ID: " ADDED "\r\n\r\n no headers\r\n");
+	free(o);
+	o = scan_with(NULL, ADDED, "", 0, NULL);
+	ck_assert_str_eq(o, "Message-ID: " ADDED "\r\n");
+	free(o);
+	/* an empty Message-ID field is the client's: none added */
+	o = scan_with(NULL, ADDED, "Message-ID:\r\n\r\nb\r\n", 18, NULL);
+	ck_assert_str_eq(o, "Message-ID:\r\n\r\nb\r\n");
+	free(o);
+}
+END_TEST
+
 START_TEST(test_scan_long_msgid)
 {
 	/* a Message-ID longer than a line may be is cut the same way on both sides */
@@ -1149,6 +1233,7 @@ int main(void)
 	tcase_add_test(tc, test_scan_renames_client_trace_header);
 	tcase_add_test(tc, test_scan_placement);
 	tcase_add_test(tc, test_scan_no_key);
+	tcase_add_test(tc, test_scan_adds_message_id);
 	tcase_add_test(tc, test_scan_long_msgid);
 	tcase_add_test(tc, test_scan_find_agree);
 	tcase_add_test(tc, test_scan_large);

@@ -1,0 +1,391 @@
+"""Trace framing: `postern trace --message` names the account that sent the
+message it is handed, or nobody. A Message-ID that an MTA downstream adds,
+headers added, reordered or refolded on the way, a genuine trace header of
+another user copied onto the message (at the top, renamed by the gate, or
+inside an attached message) and a hop through a real Postfix must never
+point the abuse desk at the wrong account."""
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+from conftest import (HOSTNAME, IS_ROOT, USERS, Postern, Sink, free_port, make_dir, wait_for,
+                      wait_port)
+from test_trace import (EXIT_FOUND, bdat_send, login_raw, queued_qid,
+                        raw_send, strip_sink_line, trace, trace_header,
+                        wait_delivered, write_file)
+
+GATE_MSGID_RE = re.compile(rb"^Message-ID: <([a-z2-7]{26})@" + re.escape(HOSTNAME.encode())
+                           + rb">\r\n", re.M)
+
+
+# ---- helpers ------------------------------------------------------------------
+
+def no_mid_msg(sender, subject, body=None):
+    """A message as a careless client writes it: no Message-ID."""
+    return (f"From: <{sender}>\r\nTo: <someone@example.net>\r\nSubject: {subject}\r\n"
+            f"Date: Mon, 01 Jan 2024 00:00:00 +0000\r\n\r\n"
+            f"{body or 'Hello from ' + sender + '.'}\r\n").encode()
+
+
+def with_mid(sender, subject, mid, body=None):
+    return (f"From: <{sender}>\r\nTo: <someone@example.net>\r\nSubject: {subject}\r\n"
+            f"Message-ID: {mid}\r\nDate: Mon, 01 Jan 2024 00:00:00 +0000\r\n\r\n"
+            f"{body or 'Hello from ' + sender + '.'}\r\n").encode()
+
+
+def send(p, user, msg, rcpt="someone@example.net"):
+    """One message over smtps as user; returns its queue id."""
+    c = login_raw(p, user)
+    qid = raw_send(c, f"{user}@{HOSTNAME}", [rcpt], msg)
+    c.cmd("QUIT")
+    c.close()
+    return qid
+
+
+def delivered(sink, marker, timeout=20):
+    """The message at the sink containing marker, without the sink's line."""
+    def look():
+        for m in sink.messages():
+            if marker in m:
+                return m
+        return None
+    return strip_sink_line(wait_for(look, timeout, what=f"{marker!r} at the sink"))
+
+
+def header_block(msg):
+    return msg.split(b"\r\n\r\n", 1)[0]
+
+
+def fields(msg, name):
+    """The values of every top-level field called name (unfolded)."""
+    head = re.sub(rb"\r\n[ \t]+", b" ", header_block(msg))
+    return [line.split(b":", 1)[1].strip() for line in head.split(b"\r\n")
+            if line.lower().startswith(name.lower().encode() + b":")]
+
+
+def check_json(p, name, data):
+    path = write_file(p.base, name, data)
+    r = trace(p, "--message", path, "--json")
+    return r, (json.loads(r.stdout) if r.stdout.strip() else None)
+
+
+def assert_names(p, name, data, account, qid):
+    """--message says valid and names exactly this account and queue id."""
+    r, out = check_json(p, name, data)
+    assert r.returncode == EXIT_FOUND, r.stdout + r.stderr
+    assert out["verdict"] == "valid", out
+    assert out["record"]["account"] == account and out["record"]["qid"] == qid, out
+    text = trace(p, "--message", write_file(p.base, name, data))
+    assert text.returncode == EXIT_FOUND, text.stdout + text.stderr
+    assert re.search(r"account\s+" + re.escape(account) + r"\b", text.stdout), text.stdout
+    return out
+
+
+@pytest.fixture(scope="module")
+def gate(workdir, pki, sasldb):
+    """One gate relaying to a capture sink, shared by the tests that only
+    send and look."""
+    sink = Sink(workdir).start()
+    base = make_dir(tempfile.mkdtemp(prefix="p-framing-", dir=workdir))
+    p = Postern(base, pki, sasldb, downstream=f"smtp://127.0.0.1:{sink.port}").start()
+    p.sink = sink
+    try:
+        yield p
+    finally:
+        try:
+            assert p.stop() == 0
+            log = p.logtext()
+            for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+                assert marker not in log, f"{marker} in {p.log_path}"
+        finally:
+            sink.stop()
+
+
+# ---- the Message-ID added on submission ---------------------------------------------
+
+@pytest.mark.parametrize("how", ["smtps", "submission", "bdat"])
+def test_submission_without_message_id_gets_one(gate, how):
+    p = gate
+    tag = f"no-mid-{how}-{os.urandom(4).hex()}"
+    msg = no_mid_msg(f"alice@{HOSTNAME}", tag)
+    if how == "smtps":
+        qid = send(p, "alice", msg)
+    elif how == "bdat":
+        c = login_raw(p, "alice")
+        qid = bdat_send(c, f"alice@{HOSTNAME}", "someone@example.net", [msg[:30], msg[30:]])
+        c.close()
+    else:
+        c = p.submission()
+        c.login("alice", USERS["alice"])
+        c.mail(f"alice@{HOSTNAME}")
+        c.rcpt("someone@example.net")
+        qid = queued_qid(c.data(msg))
+        c.quit()
+    m = delivered(p.sink, tag.encode())
+    mids = fields(m, "Message-ID")
+    assert len(mids) == 1, m
+    added = GATE_MSGID_RE.search(m)
+    assert added, m
+    # At the end of the header block, before the trace header; the rest as sent.
+    assert m.index(added.group(0)) < m.index(b"X-Postern-Trace:") < m.index(b"\r\n\r\n")
+    _, tags = trace_header(m)
+    assert added.group(1).decode() == tags["id"]
+    rec = wait_delivered(p, qid)
+    assert rec["message_id"] == mids[0].decode()
+    assert rec["body_sha256"] == hashlib.sha256(m).hexdigest()
+    assert_names(p, f"{how}.eml", m, "alice", qid)
+
+
+def test_mx_does_not_add_message_id(gate):
+    """An MTA relaying for someone else leaves the header alone (RFC 5321
+    6.4): only the listeners that require AUTH act as a submission agent."""
+    p = gate
+    tag = f"mx-{os.urandom(4).hex()}"
+    c = p.raw("mx")
+    assert c.reply()[0] == 220
+    c.cmd("EHLO peer.test")
+    assert c.cmd("STARTTLS")[0] == 220
+    c.starttls()
+    c.cmd("EHLO peer.test")
+    qid = raw_send(c, "someone@example.net", [f"alice@{HOSTNAME}"],
+                   no_mid_msg("someone@example.net", tag))
+    c.close()
+    m = delivered(p.sink, tag.encode())
+    assert fields(m, "Message-ID") == [], m
+    assert (wait_delivered(p, qid)["message_id"] or "") == ""
+
+
+def test_client_message_id_is_kept(gate):
+    p = gate
+    mid = f"<kept-{os.urandom(4).hex()}@client.test>"
+    qid = send(p, "bob", with_mid(f"bob@{HOSTNAME}", "kept", mid))
+    m = delivered(p.sink, mid.encode())
+    assert fields(m, "Message-ID") == [mid.encode()]
+    assert not GATE_MSGID_RE.search(m)
+    assert wait_delivered(p, qid)["message_id"] == mid
+
+
+def test_message_id_added_without_trace_key(workdir, pki, sasldb):
+    """The Message-ID is the submission agent's job, not the MAC's: it is
+    added with tracing headers off too, and a client's X-Postern-Trace is
+    still renamed (a key configured later must not verify it as ours)."""
+    sink = Sink(workdir).start()
+    base = make_dir(tempfile.mkdtemp(prefix="p-nokey-", dir=workdir))
+    p = Postern(base, pki, sasldb, downstream=f"smtp://127.0.0.1:{sink.port}")
+    with open(p.conf) as f:
+        conf = f.read()
+    conf, n = re.subn(r' key_file = "[^"]*"', "", conf)
+    assert n == 1
+    with open(p.conf, "w") as f:
+        f.write(conf)
+    p.start()
+    try:
+        tag = f"nokey-{os.urandom(4).hex()}"
+        msg = no_mid_msg(f"alice@{HOSTNAME}", tag).replace(
+            b"Subject:", b"X-Postern-Trace: v=1; g=mx.test; id=x\r\nSubject:")
+        qid = send(p, "alice", msg)
+        m = delivered(sink, tag.encode())
+        assert b"\r\nX-Postern-Trace:" not in m and not m.startswith(b"X-Postern-Trace:"), m
+        assert b"X-Postern-Trace-Prior: v=1; g=mx.test; id=x\r\n" in m, m
+        mids = fields(m, "Message-ID")
+        assert len(mids) == 1 and GATE_MSGID_RE.search(m), m
+        rec = wait_delivered(p, qid)
+        assert rec["message_id"] == mids[0].decode()
+        assert rec["body_sha256"] == hashlib.sha256(m).hexdigest()
+    finally:
+        try:
+            assert p.stop() == 0
+        finally:
+            sink.stop()
+
+
+def test_downstream_adding_message_id_changes_nothing(gate):
+    """What a relay downstream does to a message without a Message-ID
+    (Postfix: "Message-Id:" and "Date:" at the end of the header block, its
+    Received at the top): the lookup still names the sender."""
+    p = gate
+    tag = f"downstream-{os.urandom(4).hex()}"
+    qid = send(p, "alice", no_mid_msg(f"alice@{HOSTNAME}", tag).replace(b"Date: Mon", b"X-Date: Mon"))
+    m = delivered(p.sink, tag.encode())
+    head, body = m.split(b"\r\n\r\n", 1)
+    if not fields(m, "Message-ID"):
+        head += b"\r\nMessage-Id: <20240101000000.4F2A1@relay.example>"
+    head += b"\r\nDate: Mon,  1 Jan 2024 00:00:01 +0000 (UTC)"
+    relayed = (b"Received: from mx.test (mx.test [127.0.0.1])\r\n\tby relay.example (Postfix)"
+               b" with ESMTP id 4F2A1\r\n\tfor <someone@example.net>; Mon,  1 Jan 2024\r\n"
+               + head + b"\r\n\r\n" + body)
+    assert_names(p, "downstream.eml", relayed, "alice", qid)
+
+
+# ---- a real Postfix as the relay hop ---------------------------------------------------
+
+POSTFIX = "/usr/sbin/postfix"
+
+MASTER_CF = """\
+{listen} inet n - n - - smtpd
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+smtp      unix  -       -       n       -       -       smtp
+relay     unix  -       -       n       -       -       smtp
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+"""
+
+
+class Postfix:
+    """A private Postfix (its own configuration directory, queue and log;
+    see test/bench/postfix.sh) on a loopback port, relaying everything to
+    one downstream. Like a site's own relay it fixes up what its clients
+    send: a missing Message-Id and Date are added (always_add_missing_headers)."""
+
+    def __init__(self, base, downstream_port):
+        self.dir = make_dir(os.path.join(base, "postfix"))
+        self.etc = make_dir(os.path.join(self.dir, "etc"))
+        self.queue = make_dir(os.path.join(self.dir, "queue"))
+        self.data = make_dir(os.path.join(self.dir, "data"))
+        self.log = os.path.join(self.dir, "maillog")
+        self.port = free_port()
+        self.master = None
+        shutil.chown(self.data, "postfix")
+        open(self.log, "w").close()
+        shutil.chown(self.log, "postfix")
+        main = f"""\
+compatibility_level = 3.6
+queue_directory = {self.queue}
+data_directory = {self.data}
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = relay.test
+mydomain = relay.test
+myorigin = relay.test
+mydestination =
+local_recipient_maps =
+alias_maps =
+alias_database =
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+smtpd_relay_restrictions = permit_mynetworks, reject
+smtpd_peername_lookup = no
+local_header_rewrite_clients = permit_mynetworks
+always_add_missing_headers = yes
+relayhost = [127.0.0.1]:{downstream_port}
+smtp_dns_support_level = disabled
+smtp_tls_security_level = none
+maillog_file = {self.log}
+maillog_file_prefixes = {self.dir}
+biff = no
+"""
+        with open(os.path.join(self.etc, "main.cf"), "w") as f:
+            f.write(main)
+        with open(os.path.join(self.etc, "master.cf"), "w") as f:
+            f.write(MASTER_CF.format(listen=f"127.0.0.1:{self.port}"))
+
+    def run(self, *args):
+        r = subprocess.run([POSTFIX, "-c", self.etc, *args], capture_output=True, text=True,
+                           timeout=60)
+        assert r.returncode == 0, (args, r.stdout, r.stderr, self.logtext())
+
+    def start(self):
+        self.run("check")
+        self.run("start")
+        self.master = int(wait_for(self.master_pid, 15, what="the Postfix master's PID"))
+        wait_port(self.port)
+        return self
+
+    def master_pid(self):
+        try:
+            with open(os.path.join(self.queue, "pid", "master.pid")) as f:
+                return f.read().strip()
+        except FileNotFoundError:
+            return None
+
+    def stop(self):
+        if not self.master:
+            return
+        subprocess.run([POSTFIX, "-c", self.etc, "stop"], capture_output=True, timeout=60)
+        deadline = time.time() + 15
+        while time.time() < deadline and os.path.exists(f"/proc/{self.master}"):
+            time.sleep(0.1)
+        if os.path.exists(f"/proc/{self.master}"):
+            os.kill(self.master, signal.SIGKILL)
+        self.master = None
+
+    def logtext(self):
+        with open(self.log, errors="replace") as f:
+            return f.read()
+
+
+@pytest.fixture(scope="module")
+def via_postfix(workdir, pki, sasldb):
+    """posternd -> Postfix -> sink."""
+    if not os.path.exists(POSTFIX):
+        pytest.skip("postfix is not installed (scripts/install-deps.sh)")
+    if not IS_ROOT:
+        pytest.skip("a private Postfix instance needs root")
+    sink = Sink(workdir).start()
+    base = make_dir(tempfile.mkdtemp(prefix="p-postfix-", dir=workdir))
+    pf = Postfix(base, sink.port)
+    p = None
+    try:
+        pf.start()
+        p = Postern(base, pki, sasldb, downstream=f"smtp://127.0.0.1:{pf.port}").start()
+        p.sink, p.postfix = sink, pf
+        yield p
+    finally:
+        try:
+            if p:
+                assert p.stop() == 0
+        finally:
+            try:
+                pf.stop()
+            finally:
+                sink.stop()
+
+
+def through_postfix(p, marker):
+    m = delivered(p.sink, marker)
+    assert re.search(rb"^Received: from [^\r\n]*\r\n\tby relay\.test \(Postfix\)", m, re.M), m
+    return m
+
+
+def test_postfix_hop_without_message_id(via_postfix):
+    p = via_postfix
+    tag = f"pf-nomid-{os.urandom(4).hex()}"
+    qid = send(p, "alice", no_mid_msg(f"alice@{HOSTNAME}", tag))
+    m = through_postfix(p, tag.encode())
+    # Postfix added nothing but its Received header: the Message-ID is ours.
+    mids = fields(m, "Message-ID")
+    assert len(mids) == 1 and GATE_MSGID_RE.search(m), m
+    assert wait_delivered(p, qid)["message_id"] == mids[0].decode()
+    assert_names(p, "pf-nomid.eml", m, "alice", qid)
+
+
+def test_postfix_hop_with_message_id(via_postfix):
+    p = via_postfix
+    mid = f"<pf-{os.urandom(4).hex()}@client.test>"
+    qid = send(p, "bob", with_mid(f"bob@{HOSTNAME}", "via postfix", mid))
+    m = through_postfix(p, mid.encode())
+    assert fields(m, "Message-ID") == [mid.encode()]
+    assert_names(p, "pf-mid.eml", m, "bob", qid)
