@@ -459,29 +459,34 @@ static void search_entity(struct search *s, const char *hdr, size_t hlen, const 
 	free(dec);
 }
 
-/* One message (or headers only): judge its trace headers, then look inside
- * unless one verified. */
+/* One message (or headers only): judge its trace headers against its own
+ * Message-IDs, then look inside unless one verified. */
 static void search_message(struct search *s, const char *p, size_t len, int depth)
 {
 	size_t hlen, off;
 	split_entity(p, len, &hlen, &off);
 
-	struct trace__msgid m;
+	struct trace__msgid ids[TRACE__MSGIDS_MAX];
+	size_t nids = 0, pos = 0;
 	struct field f;
-	trace__msgid_init(&m);
-	if (find_field(p, hlen, "Message-ID", &f))
-		trace__msgid_add(&m, f.val, f.vlen);
+	while (nids < TRACE__MSGIDS_MAX && next_field(p, hlen, &pos, &f)) {
+		if (!field_is(&f, "Message-ID"))
+			continue;
+		trace__msgid_init(&ids[nids]);
+		trace__msgid_add(&ids[nids], f.val, f.vlen);
+		nids++;
+	}
 	if (depth == 0)
-		memcpy(s->best->message_id, m.v, m.len + 1);
+		str_lcpy(s->best->message_id, nids ? ids[0].v : "", sizeof(s->best->message_id));
 
-	size_t pos = 0;
+	pos = 0;
 	while (next_field(p, hlen, &pos, &f)) {
 		if (!field_is(&f, "X-Postern-Trace"))
 			continue;
 		struct trace_found c;
-		c.verdict = trace__header_check(f.val, f.vlen, s->gate, s->keys, s->nkeys, m.v, &c);
+		c.verdict = trace__header_check(f.val, f.vlen, s->gate, s->keys, s->nkeys, ids, nids,
+		                                &c);
 		if (rank(c.verdict) > rank(s->best->verdict)) {
-			memcpy(c.message_id, m.v, m.len + 1);
 			*s->best = c;
 			if (done(s))
 				return;

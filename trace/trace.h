@@ -71,17 +71,19 @@ int trace_keys_load(const char *path, struct trace_key **keys, size_t *nkeys,
 
 /* ---- trace header (X-Postern-Trace) ----------------------------------- */
 
-/* Appends "X-Postern-Trace: v=1; g=<gate>; id=<trace id>; t=<unix time>;
+/* Appends "X-Postern-Trace: v=2; g=<gate>; id=<trace id>; t=<unix time>;
  * k=<key id>; m=<base64 HMAC-SHA-256>" ending in CRLF, folded if long. The
  * MAC covers the gate name, the trace id, the time, the key id and the
- * Message-ID (unfolded, white space runs made one space, trimmed; empty when
- * the message has none), so that a copy whose header or Message-ID was
- * altered is detected. The exact MAC input is documented in header.c. */
+ * message's msg-id (the Message-ID without whitespace or comments; empty
+ * when the message has none): what relaying leaves alone, so that headers
+ * added, reordered or refolded downstream change nothing, while a header
+ * moved onto another message no longer verifies there. The exact MAC input
+ * (and that of the v=1 headers issued before) is documented in header.c. */
 void trace_header_make(struct buf *out, const struct trace_key *key, const char *gate,
                        const char *trace_id, int64_t time, const char *message_id);
 
 enum trace_verdict {
-	TRACE_VALID,        /* ours, MAC verifies */
+	TRACE_VALID,        /* ours, MAC verifies on this message's Message-ID */
 	TRACE_MISSING,      /* no X-Postern-Trace header in the message */
 	TRACE_MALFORMED,    /* a header is there but cannot be parsed */
 	TRACE_OTHER_GATE,   /* well-formed, for another gate name */
@@ -92,11 +94,16 @@ const char *trace_verdict_name(enum trace_verdict v);
 
 struct trace_found {
 	enum trace_verdict verdict;
+	int version;            /* of the header judged: 1 or 2; 0 when none parsed */
 	char trace_id[TRACE_ID_LEN + 1];
 	int64_t time;
 	char gate[256];
 	char key_id[TRACE_KEY_ID_MAX + 1];
-	char message_id[1000];  /* normalised as for the MAC, "" when none */
+	/* The Message-ID the header was judged against, normalised as its
+	 * version's MAC has it: the one that verified, else the first; "" when
+	 * the message has none. */
+	char message_id[1000];
+	unsigned char mac[32];  /* as written in the header, when it parsed */
 };
 
 /* Finds and checks our trace header in a raw message (RFC 5322) or in an

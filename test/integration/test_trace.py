@@ -122,17 +122,25 @@ def read_keys(path):
     return keys
 
 
-def norm_msgid(value):
-    """Message-ID normalised as trace/header.c says: unfolded, whitespace
-    runs as one SP, trimmed."""
-    return re.sub(r"[ \t]+", " ", value.replace("\r", "").replace("\n", "")).strip()
+def norm_msgid(value, version=2):
+    """Message-ID normalised as trace/header.c says. v=2: whitespace
+    dropped, then the last '<' before the first '>' up to that '>' (all of
+    it without a '<'); v=1: unfolded, whitespace runs as one SP, trimmed."""
+    if version == 1:
+        return re.sub(r"[ \t]+", " ", value.replace("\r", "").replace("\n", "")).strip()
+    v = re.sub(r"[ \t\r\n]", "", value)
+    m = re.search(r"<[^<>]*>", v)
+    if m:
+        return m.group(0)
+    return v[v.rindex("<"):] if "<" in v else v
 
 
-def make_trace_header(key, kid, gate, trace_id, t, message_id):
+def make_trace_header(key, kid, gate, trace_id, t, message_id, version=2):
     """X-Postern-Trace as documented in trace/header.c."""
-    data = f"v1\n{gate}\n{trace_id}\n{t}\n{kid}\n{norm_msgid(message_id)}".encode()
+    data = (f"v{version}\n{gate}\n{trace_id}\n{t}\n{kid}\n"
+            f"{norm_msgid(message_id, version)}").encode()
     mac = base64.b64encode(hmac.new(key, data, hashlib.sha256).digest()).decode()
-    return (f"X-Postern-Trace: v=1; g={gate}; id={trace_id}; t={t};\r\n"
+    return (f"X-Postern-Trace: v={version}; g={gate}; id={trace_id}; t={t};\r\n"
             f"\tk={kid}; m={mac}\r\n").encode()
 
 
@@ -337,7 +345,7 @@ def test_body_sha256_is_the_message_as_relayed(wl, acct):
 def test_find_by_trace_id_from_delivered_header(wl, acct):
     info = wl.msgs[acct]
     _, tags = trace_header(info["delivered"])
-    assert tags["g"] == HOSTNAME and tags["v"] == "1" and tags["k"] == "k1"
+    assert tags["g"] == HOSTNAME and tags["v"] == "2" and tags["k"] == "k1"
     r, data = trace_json(wl.p, "--trace-id", tags["id"])
     assert r.returncode == EXIT_FOUND, r.stdout + r.stderr
     assert qids(data) == [info["qid"]]

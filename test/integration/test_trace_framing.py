@@ -5,7 +5,9 @@ another user copied onto the message (at the top, renamed by the gate, or
 inside an attached message) and a hop through a real Postfix must never
 point the abuse desk at the wrong account."""
 
+import base64
 import hashlib
+import hmac
 import json
 import os
 import re
@@ -20,7 +22,7 @@ import pytest
 from conftest import (HOSTNAME, IS_ROOT, USERS, Postern, Sink, free_port, make_dir, wait_for,
                       wait_port)
 from test_trace import (EXIT_FOUND, bdat_send, login_raw, queued_qid,
-                        raw_send, strip_sink_line, trace, trace_header,
+                        raw_send, read_keys, strip_sink_line, trace, trace_header,
                         wait_delivered, write_file)
 
 GATE_MSGID_RE = re.compile(rb"^Message-ID: <([a-z2-7]{26})@" + re.escape(HOSTNAME.encode())
@@ -88,6 +90,20 @@ def assert_names(p, name, data, account, qid):
     assert text.returncode == EXIT_FOUND, text.stdout + text.stderr
     assert re.search(r"account\s+" + re.escape(account) + r"\b", text.stdout), text.stdout
     return out
+
+
+def mac2(key, kid, trace_id, t, message_id):
+    """The v=2 MAC as trace/header.c documents it."""
+    data = f"v2\n{HOSTNAME}\n{trace_id}\n{t}\n{kid}\n{message_id}".encode()
+    return base64.b64encode(hmac.new(key, data, hashlib.sha256).digest()).decode()
+
+
+def mac1(key, kid, trace_id, t, message_id):
+    """The v=1 MAC of headers issued before v=2 (Message-ID with whitespace
+    runs made one space)."""
+    mid = re.sub(r"[ \t]+", " ", message_id.replace("\r", "").replace("\n", "")).strip()
+    data = f"v1\n{HOSTNAME}\n{trace_id}\n{t}\n{kid}\n{mid}".encode()
+    return base64.b64encode(hmac.new(key, data, hashlib.sha256).digest()).decode()
 
 
 @pytest.fixture(scope="module")
@@ -224,6 +240,61 @@ def test_downstream_adding_message_id_changes_nothing(gate):
                b" with ESMTP id 4F2A1\r\n\tfor <someone@example.net>; Mon,  1 Jan 2024\r\n"
                + head + b"\r\n\r\n" + body)
     assert_names(p, "downstream.eml", relayed, "alice", qid)
+
+
+# ---- reordered, refolded, added to ---------------------------------------------------
+
+def refold_everywhere(field):
+    """A header field refolded at every space, with spaces for tabs."""
+    name, value = field.split(b":", 1)
+    value = re.sub(rb"\r\n[ \t]+", b" ", value)
+    return name + b":" + value.replace(b" ", b"\r\n  ")
+
+
+def test_reordered_refolded_and_added_headers(gate):
+    p = gate
+    mid = f"<reorder-{os.urandom(4).hex()}@client.test>"
+    qid = send(p, "bob", with_mid(f"bob@{HOSTNAME}", "reorder me", mid))
+    m = delivered(p.sink, mid.encode())
+    head, body = m.split(b"\r\n\r\n", 1)
+    flds = re.split(rb"\r\n(?![ \t])", head)
+    assert len(flds) >= 6
+    # Every field refolded, the order reversed, headers added at the top,
+    # in the middle and at the end.
+    flds = [refold_everywhere(f) for f in reversed(flds)]
+    flds.insert(0, b"Received: from relay.example by desk.example; Mon, 1 Jan 2024")
+    flds.insert(len(flds) // 2, b"X-Spam-Status: No, score=0.1")
+    flds.append(b"X-Filtered: yes")
+    out = b"\r\n".join(flds) + b"\r\n\r\n" + body
+    assert b"Message-ID:\r\n  " + mid.encode() in out
+    assert_names(p, "reordered.eml", out, "bob", qid)
+    # Folded where no whitespace was (inside the MAC, inside the
+    # Message-ID) and a comment after the Message-ID, as broken or fussy
+    # software does.
+    whole, tags = trace_header(m)
+    broken = m.replace(tags["m"].encode(), tags["m"][:20].encode() + b"\r\n " + tags["m"][20:].encode())
+    broken = broken.replace(b"Message-ID: " + mid.encode(),
+                            b"Message-ID: " + mid[:9].encode() + b"\r\n\t" + mid[9:].encode() +
+                            b" (refolded)")
+    assert broken != m
+    assert_names(p, "broken-fold.eml", broken, "bob", qid)
+
+
+def test_v1_headers_still_verify(gate):
+    """Headers issued before v=2 (MAC over the Message-ID with whitespace
+    runs made one space) keep verifying."""
+    p = gate
+    mid = f"<legacy-{os.urandom(4).hex()}@client.test>"
+    qid = send(p, "alice", with_mid(f"alice@{HOSTNAME}", "legacy", mid))
+    m = delivered(p.sink, mid.encode())
+    whole, tags = trace_header(m)
+    key = read_keys(p.keys)[tags["k"]]
+    v1 = (f"X-Postern-Trace: v=1; g={HOSTNAME}; id={tags['id']}; t={tags['t']};\r\n"
+          f"\tk={tags['k']}; m={mac1(key, tags['k'], tags['id'], tags['t'], mid)}\r\n").encode()
+    assert_names(p, "v1.eml", m.replace(whole, v1), "alice", qid)
+    # and the v=2 MAC is the documented one
+    assert tags["v"] == "2"
+    assert tags["m"] == mac2(key, tags["k"], tags["id"], tags["t"], mid)
 
 
 # ---- a real Postfix as the relay hop ---------------------------------------------------

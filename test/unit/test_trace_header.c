@@ -259,7 +259,7 @@ START_TEST(test_make_format)
 	buf_init(&b);
 	trace_header_make(&b, &key_new, GATE, TID, T0, "<x@y>");
 	static const char want[] =
-		"X-Postern-Trace: v=1; g=" GATE "; id=" TID ";\r\n\tt=1700000000; k=new; m=";
+		"X-Postern-Trace: v=2; g=" GATE "; id=" TID ";\r\n\tt=1700000000; k=new; m=";
 	ck_assert(strncmp(b.data, want, strlen(want)) == 0);
 	ck_assert(b.len > 2 && memcmp(b.data + b.len - 3, "=\r\n", 3) == 0);
 	/* every line within 78 characters */
@@ -278,7 +278,7 @@ START_TEST(test_make_format)
 	/* a short gate fits on fewer lines but keeps the format */
 	buf_init(&c);
 	trace_header_make(&c, &key_new, "g", TID, 0, NULL);
-	ck_assert(strncmp(c.data, "X-Postern-Trace: v=1; g=g; id=" TID "; t=0; k=new;", 45) == 0);
+	ck_assert(strncmp(c.data, "X-Postern-Trace: v=2; g=g; id=" TID "; t=0; k=new;", 45) == 0);
 	buf_free(&c);
 	buf_free(&b);
 }
@@ -287,7 +287,7 @@ END_TEST
 START_TEST(test_roundtrip)
 {
 	char *m = signed_msg(&key_new);
-	ck_assert_ptr_nonnull(strstr(m, "Subject: hello\r\nX-Postern-Trace: v=1; g=" GATE));
+	ck_assert_ptr_nonnull(strstr(m, "Subject: hello\r\nX-Postern-Trace: v=2; g=" GATE));
 	ck_assert_ptr_nonnull(strstr(m, "=\r\n\r\nHello Bob.\r\n"));
 	struct trace_found f;
 	ck_assert_int_eq(check(m, &key_new, 1, &f), TRACE_VALID);
@@ -411,10 +411,12 @@ START_TEST(test_malformed)
 	static const struct {
 		const char *from, *to;
 	} edits[] = {
-		{ "v=1", "v=2" },
-		{ "v=1;", "v=1; v=1;" },
-		{ "v=1;", "" },
-		{ "v=1;", "v=1; x=y;" },
+		{ "v=2", "v=3" },
+		{ "v=2", "v=0" },
+		{ "v=2", "v=22" },
+		{ "v=2;", "v=2; v=2;" },
+		{ "v=2;", "" },
+		{ "v=2;", "v=2; x=y;" },
 		{ "t=1700000000", "t=01700000000" },
 		{ "t=1700000000", "t=-1700000000" },
 		{ "t=1700000000", "t=99999999999999999999" },
@@ -431,7 +433,9 @@ START_TEST(test_malformed)
 		{ "m=", "m=A" },
 		{ "; id=", " id=" },
 		{ "; id=", ";; id=" },
-		{ "v=1", "v =" },
+		{ "v=2", "v =" },
+		{ "t=1700000000", "t=1700 000000" },
+		{ "k=new", "k=n ew" },
 	};
 	for (size_t i = 0; i < ARRAY_LEN(edits); i++) {
 		char *nv = replace(v, edits[i].from, edits[i].to);
@@ -537,6 +541,129 @@ START_TEST(test_folding)
 	free(refolded);
 	free(unfolded);
 	free(v);
+	free(m);
+}
+END_TEST
+
+/* What v=2 signs of a Message-ID: the msg-id alone, whatever folding,
+ * spacing or comment surrounds it; fed in any pieces. */
+START_TEST(test_msgid_forms)
+{
+	static const struct {
+		const char *in, *v2, *v1;
+	} cases[] = {
+		{ " <a@b> ", "<a@b>", "<a@b>" },
+		{ "\r\n\t<a@b>", "<a@b>", "<a@b>" },
+		{ "<a@b> (the comment)", "<a@b>", "<a@b> (the comment)" },
+		{ "<verylong\r\n\t.part@b>", "<verylong.part@b>", "<verylong .part@b>" },
+		{ "junk <a@b>", "<a@b>", "junk <a@b>" },
+		{ "(c <x@y>) <a@b>", "<x@y>", "(c <x@y>) <a@b>" },
+		{ "<<a@b>", "<a@b>", "<<a@b>" },
+		{ "a@b", "a@b", "a@b" },
+		{ "<a@b", "<a@b", "<a@b" },
+		{ "", "", "" },
+		{ " \t ", "", "" },
+	};
+	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+		const char *in = cases[i].in;
+		size_t n = strlen(in);
+		for (size_t cut = 0; cut <= n; cut++) {
+			struct trace__msgid m;
+			trace__msgid_init(&m);
+			trace__msgid_add(&m, in, cut);
+			trace__msgid_add(&m, in + cut, n - cut);
+			ck_assert_msg(strcmp(m.v, cases[i].v2) == 0, "case %zu: %s", i, m.v);
+			ck_assert_msg(strcmp(m.v1, cases[i].v1) == 0, "case %zu: %s", i, m.v1);
+			ck_assert_str_eq(trace__msgid_form(&m, 2), m.v);
+			ck_assert_str_eq(trace__msgid_form(&m, 1), m.v1);
+		}
+		/* what the signer keeps normalises to itself (the record's
+		 * Message-ID is compared that way) */
+		struct trace__msgid a, b;
+		trace__msgid_init(&a);
+		trace__msgid_add(&a, in, n);
+		trace__msgid_init(&b);
+		trace__msgid_add(&b, a.v, a.len);
+		ck_assert_str_eq(a.v, b.v);
+	}
+}
+END_TEST
+
+/* Headers issued before v=2 keep verifying, and a v=1 MAC is no v=2 MAC. */
+START_TEST(test_v1_compat)
+{
+	struct buf h;
+	buf_init(&h);
+	trace__header_make(&h, &key_new, GATE, TID, T0, "<20231114.1234@example.org>", 1);
+	buf_append(&h, "", 0);
+	ck_assert(strncmp(h.data, "X-Postern-Trace: v=1; ", 22) == 0);
+	char *m = str_printf("%s%s", h.data, plain_msg);
+	struct trace_found f;
+	ck_assert_int_eq(check(m, &key_new, 1, &f), TRACE_VALID);
+	ck_assert_int_eq(f.version, 1);
+	ck_assert_str_eq(f.message_id, "<20231114.1234@example.org>");
+	/* v=1 normalised whitespace runs but kept comments */
+	char *x = replace(m, "<20231114.1234@example.org>\r\n", "\r\n <20231114.1234@example.org>  \r\n");
+	ck_assert_int_eq(check(x, &key_new, 1, NULL), TRACE_VALID);
+	free(x);
+	x = replace(m, "v=1", "v=2");
+	ck_assert_int_eq(check(x, &key_new, 1, NULL), TRACE_FORGED);
+	free(x);
+	free(m);
+	m = signed_msg(&key_new);
+	x = replace(m, "v=2", "v=1");
+	ck_assert_int_eq(check(x, &key_new, 1, NULL), TRACE_FORGED);
+	free(x);
+	free(m);
+	buf_free(&h);
+}
+END_TEST
+
+/* What relaying does to a header block: fields added at either end,
+ * reordered, refolded, folded where no folding is allowed. */
+START_TEST(test_relaying)
+{
+	char *m = signed_msg(&key_new);
+	struct trace_found f;
+	/* added at the top and at the end, and Message-ID moved last */
+	char *x = str_printf("Received: from a by b; Mon, 1 Jan 2024\r\nX-Spam: no\r\n%s", m);
+	char *y = replace(x, "Message-ID: <20231114.1234@example.org>\r\n", "");
+	char *z = replace(y, "\r\n\r\nHello", "\r\nMessage-Id: <20231114.1234@example.org>\r\n"
+	                                      "X-Filtered: yes\r\n\r\nHello");
+	ck_assert_int_eq(check(z, &key_new, 1, &f), TRACE_VALID);
+	free(z);
+	free(y);
+	free(x);
+	/* the MAC cut by folding */
+	const char *mac = strstr(m, "m=") + 2;
+	char *cut = str_ndup(mac, 10);
+	char *cutf = str_printf("%s\r\n\t", cut);
+	x = replace(m, cut, cutf);
+	ck_assert_int_eq(check(x, &key_new, 1, &f), TRACE_VALID);
+	free(x);
+	free(cutf);
+	free(cut);
+	/* the Message-ID folded inside, a comment after it */
+	x = replace(m, "<20231114.1234@example.org>", "<20231114\r\n .1234@example.org> (moved)");
+	ck_assert_int_eq(check(x, &key_new, 1, &f), TRACE_VALID);
+	ck_assert_str_eq(f.message_id, "<20231114.1234@example.org>");
+	free(x);
+	/* a second Message-ID put first: each is tried */
+	x = replace(m, "From: Alice", "Message-ID: <another@example.org>\r\nFrom: Alice");
+	ck_assert_int_eq(check(x, &key_new, 1, &f), TRACE_VALID);
+	ck_assert_str_eq(f.message_id, "<20231114.1234@example.org>");
+	free(x);
+	/* but not the empty one once there is a Message-ID */
+	char *nomid = replace(plain_msg, "Message-ID: <20231114.1234@example.org>\r\n", "");
+	char *signed_nomid = scan_all(&key_new, nomid, strlen(nomid), NULL);
+	ck_assert_int_eq(check(signed_nomid, &key_new, 1, &f), TRACE_VALID);
+	ck_assert_str_eq(f.message_id, "");
+	x = replace(signed_nomid, "From: Alice", "Message-Id: <added@relay>\r\nFrom: Alice");
+	ck_assert_int_eq(check(x, &key_new, 1, &f), TRACE_FORGED);
+	ck_assert_str_eq(f.message_id, "<added@relay>");
+	free(x);
+	free(signed_nomid);
+	free(nomid);
 	free(m);
 }
 END_TEST
@@ -1224,6 +1351,9 @@ int main(void)
 	tcase_add_test(tc, test_malformed);
 	tcase_add_test(tc, test_several_headers);
 	tcase_add_test(tc, test_folding);
+	tcase_add_test(tc, test_msgid_forms);
+	tcase_add_test(tc, test_v1_compat);
+	tcase_add_test(tc, test_relaying);
 	tcase_add_test(tc, test_arf);
 	tcase_add_test(tc, test_encoded_attachment);
 	tcase_add_test(tc, test_nesting_limit);
