@@ -68,8 +68,8 @@ static const char msgid_name[] = "message-id";
 static const char trace_name[] = "x-postern-trace";
 /* A client's own X-Postern-Trace field would otherwise sit beside ours: a
  * copy of someone else's genuine header could frame them. It is kept, under
- * a name that nothing verifies; also when this gate signs nothing, since a
- * key may be configured later. */
+ * a name that is evidence (find.c quotes it) and never an attribution; also
+ * when this gate signs nothing, since a key may be configured later. */
 static const char trace_rename[] = "X-Postern-Trace-Prior:";
 
 struct trace_scan *trace_scan_new(const struct trace_key *key, const char *gate,

@@ -92,6 +92,18 @@ enum trace_verdict {
 };
 const char *trace_verdict_name(enum trace_verdict v);
 
+/* A trace header seen but not judged the message's: evidence, never an
+ * attribution. */
+struct trace_quoted {
+	enum trace_verdict verdict;  /* against its own message's Message-ID */
+	bool renamed;       /* X-Postern-Trace-Prior: brought along by the sender,
+	                     * renamed by the gate on arrival */
+	bool enclosed;      /* inside an attached or forwarded message */
+	char trace_id[TRACE_ID_LEN + 1];   /* "" when it did not parse */
+	char gate[256];
+};
+#define TRACE_QUOTED_MAX 8
+
 struct trace_found {
 	enum trace_verdict verdict;
 	int version;            /* of the header judged: 1 or 2; 0 when none parsed */
@@ -104,13 +116,23 @@ struct trace_found {
 	 * the message has none. */
 	char message_id[1000];
 	unsigned char mac[32];  /* as written in the header, when it parsed */
+	/* The header judged belongs to an enclosed message (an ARF report's
+	 * original, a forwarded .eml): the message itself shows no trace of
+	 * this gate at all. */
+	bool enclosed;
+	struct trace_quoted quoted[TRACE_QUOTED_MAX];
+	size_t nquoted;
+	bool quoted_more;       /* more than TRACE_QUOTED_MAX were seen */
 };
 
 /* Finds and checks our trace header in a raw message (RFC 5322) or in an
  * abuse report (ARF, RFC 5965: multipart/report with a message/rfc822 or
  * text/rfc822-headers part; also a message forwarded as an attachment).
- * Returns 0 with *f filled (f->verdict says what was found), or -1 when the
- * input is not a message at all. */
+ * The message's own header block decides whenever it shows that the
+ * message passed through this gate (a trace header naming our gate, or
+ * our Received line): enclosed messages are then only quoted. Returns 0
+ * with *f filled (f->verdict says what was found), or -1 when the input
+ * is not a message at all. */
 int trace_header_find(const char *msg, size_t len, const char *gate,
                       const struct trace_key *keys, size_t nkeys, struct trace_found *f);
 

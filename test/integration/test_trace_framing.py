@@ -16,6 +16,10 @@ import signal
 import subprocess
 import tempfile
 import time
+from email import message_from_bytes
+from email.mime.message import MIMEMessage
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
 
 import pytest
 
@@ -92,6 +96,15 @@ def assert_names(p, name, data, account, qid):
     return out
 
 
+def assert_not_named(p, name, data, *who):
+    """--message names none of these accounts and queue ids, in text or JSON."""
+    r, out = check_json(p, name, data)
+    text = trace(p, "--message", write_file(p.base, name, data))
+    for w in who:
+        assert w not in r.stdout and w not in text.stdout, (w, r.stdout, text.stdout)
+    return r, out, text
+
+
 def mac2(key, kid, trace_id, t, message_id):
     """The v=2 MAC as trace/header.c documents it."""
     data = f"v2\n{HOSTNAME}\n{trace_id}\n{t}\n{kid}\n{message_id}".encode()
@@ -104,6 +117,17 @@ def mac1(key, kid, trace_id, t, message_id):
     mid = re.sub(r"[ \t]+", " ", message_id.replace("\r", "").replace("\n", "")).strip()
     data = f"v1\n{HOSTNAME}\n{trace_id}\n{t}\n{kid}\n{mid}".encode()
     return base64.b64encode(hmac.new(key, data, hashlib.sha256).digest()).decode()
+
+
+def attach(outer, inner):
+    """outer (bytes, a whole message) with inner attached as message/rfc822."""
+    head, body = outer.split(b"\r\n\r\n", 1)
+    m = MIMEMultipart()
+    m.attach(MIMEText(body.decode()))
+    m.attach(MIMEMessage(message_from_bytes(inner)))
+    enc = m.as_bytes().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    mime_head, mime_body = enc.split(b"\r\n\r\n", 1)
+    return head + b"\r\n" + mime_head + b"\r\n\r\n" + mime_body
 
 
 @pytest.fixture(scope="module")
@@ -297,6 +321,88 @@ def test_v1_headers_still_verify(gate):
     assert tags["m"] == mac2(key, tags["k"], tags["id"], tags["t"], mid)
 
 
+# ---- copied genuine headers of another user -------------------------------------------
+
+@pytest.fixture(scope="module")
+def bobs(gate):
+    """A message bob sent, as delivered, with its queue id."""
+    mid = f"<bob-genuine-{os.urandom(4).hex()}@client.test>"
+    qid = send(gate, "bob", with_mid(f"bob@{HOSTNAME}", "bob's own", mid))
+    return dict(qid=qid, mid=mid, msg=delivered(gate.sink, mid.encode()))
+
+
+def test_attached_genuine_message_never_outranks_the_top_level(gate, bobs):
+    """alice attaches bob's delivered message (genuine header and all) to
+    her own: the top level decides, bob's header is only quoted."""
+    p = gate
+    tag = f"attach-{os.urandom(4).hex()}"
+    outer = with_mid(f"alice@{HOSTNAME}", tag, f"<{tag}@client.test>")
+    qid = send(p, "alice", attach(outer, bobs["msg"]))
+    m = delivered(p.sink, tag.encode())
+    _, bob_tags = trace_header(bobs["msg"])
+    out = assert_names(p, "attached.eml", m, "alice", qid)
+    quoted = [q for q in out["quoted"] if q["trace_id"] == bob_tags["id"]]
+    assert quoted and quoted[0]["where"] == "enclosed" and quoted[0]["verdict"] == "valid", out
+
+    # The top-level header damaged, altered or gone on the way: bob is
+    # never named in its place.
+    own, tags = trace_header(m)
+    top = header_block(m)
+    damaged = {
+        "forged-mac": m.replace(own, own.replace(tags["m"].encode(), b"A" * 43 + b"=")),
+        "malformed": m.replace(own, b"X-Postern-Trace: v=2; g=mx.test; id=oops\r\n"),
+        "mid-altered": top.replace(f"<{tag}@client.test>".encode(), b"<other@client.test>")
+        + m[len(top):],
+        "stripped": m.replace(own, b""),
+    }
+    for name, msg in damaged.items():
+        assert msg != m, name
+        r, out, text = assert_not_named(p, f"attached-{name}.eml", msg, "bob", bobs["qid"])
+        assert out["verdict"] != "valid" and out["record"] is None, (name, out)
+        assert any(q["trace_id"] == bob_tags["id"] for q in out["quoted"]), (name, out)
+
+
+def test_attached_to_message_without_message_id(gate, bobs):
+    """The reported case: alice's message without a Message-ID, bob's
+    genuine message attached, a Message-ID added downstream."""
+    p = gate
+    tag = f"attach-nomid-{os.urandom(4).hex()}"
+    qid = send(p, "alice", attach(no_mid_msg(f"alice@{HOSTNAME}", tag), bobs["msg"]))
+    m = delivered(p.sink, tag.encode())
+    top = header_block(m)
+    if not fields(m, "Message-ID"):
+        m = top + b"\r\nMessage-Id: <20240101000000.4F2A1@relay.example>" + m[len(top):]
+    assert_names(p, "attach-nomid.eml", m, "alice", qid)
+
+
+def test_copied_header_is_renamed_and_only_evidence(gate, bobs):
+    """alice sends bob's genuine header (and bob's Message-ID) at the top of
+    her message: the gate renames it X-Postern-Trace-Prior; the lookup names
+    alice and shows the renamed header as evidence, never as the sender."""
+    p = gate
+    bob_hdr, bob_tags = trace_header(bobs["msg"])
+    tag = f"prior-{os.urandom(4).hex()}"
+    msg = with_mid(f"alice@{HOSTNAME}", tag, bobs["mid"])
+    msg = msg.replace(b"Subject:", bob_hdr + b"Subject:")
+    qid = send(p, "alice", msg)
+    m = delivered(p.sink, tag.encode())
+    assert b"X-Postern-Trace-Prior:" in m
+    out = assert_names(p, "prior.eml", m, "alice", qid)
+    renamed = [q for q in out["quoted"] if q["where"] == "renamed"]
+    assert len(renamed) == 1 and renamed[0]["trace_id"] == bob_tags["id"], out
+    text = trace(p, "--message", write_file(p.base, "prior.eml", m))
+    assert not re.search(r"account\s+bob", text.stdout) and bobs["qid"] not in text.stdout, (
+        text.stdout)
+    # Without the gate's own header, the renamed one is still no attribution
+    # (the message carries bob's Message-ID, so only accounts and queue ids
+    # are looked for).
+    own, _ = trace_header(m)
+    r, out, text = assert_not_named(p, "prior-only.eml", m.replace(own, b""), bobs["qid"], qid)
+    assert not re.search(r"account\s", text.stdout), text.stdout
+    assert out["verdict"] == "missing" and out["record"] is None, out
+    assert [q["trace_id"] for q in out["quoted"]] == [bob_tags["id"]], out
+
+
 # ---- a real Postfix as the relay hop ---------------------------------------------------
 
 POSTFIX = "/usr/sbin/postfix"
@@ -460,3 +566,19 @@ def test_postfix_hop_with_message_id(via_postfix):
     m = through_postfix(p, mid.encode())
     assert fields(m, "Message-ID") == [mid.encode()]
     assert_names(p, "pf-mid.eml", m, "bob", qid)
+
+
+def test_postfix_hop_attached_message_of_another_user(via_postfix):
+    """bob's message as it arrived through Postfix, attached by alice to a
+    message without a Message-ID, through Postfix again: alice."""
+    p = via_postfix
+    mid = f"<pf-bob-{os.urandom(4).hex()}@client.test>"
+    qid_bob = send(p, "bob", with_mid(f"bob@{HOSTNAME}", "bob via postfix", mid))
+    bob_msg = through_postfix(p, mid.encode())
+    tag = f"pf-attach-{os.urandom(4).hex()}"
+    qid = send(p, "alice", attach(no_mid_msg(f"alice@{HOSTNAME}", tag), bob_msg))
+    m = through_postfix(p, tag.encode())
+    out = assert_names(p, "pf-attach.eml", m, "alice", qid)
+    assert qid_bob not in json.dumps(out)
+    _, bob_tags = trace_header(bob_msg)
+    assert [q["trace_id"] for q in out["quoted"]] == [bob_tags["id"]], out

@@ -772,6 +772,170 @@ START_TEST(test_arf)
 }
 END_TEST
 
+/* Someone's genuine message attached to a message of ours: the top level
+ * decides whenever it shows it passed through this gate. */
+#define OTHER_TID "zyxwvutsrqponmlkjihgfedcba"
+
+static char *enclosing(const char *top_headers, const char *inner)
+{
+	return str_printf("%sMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n"
+	                  "\r\n--b\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n"
+	                  "--b\r\nContent-Type: message/rfc822\r\n\r\n%s\r\n--b--\r\n",
+	                  top_headers, inner);
+}
+
+START_TEST(test_enclosed_never_outranks)
+{
+	/* the victim's genuine message */
+	struct trace_scan *ts = trace_scan_new(&key_new, GATE, OTHER_TID, T0);
+	struct buf inner;
+	buf_init(&inner);
+	trace_scan_feed(ts, plain_msg, strlen(plain_msg), &inner);
+	trace_scan_finish(ts, &inner);
+	trace_scan_free(ts);
+	buf_append(&inner, "", 0);
+	/* the sender's own, signed by the gate */
+	char *msg = enclosing("From: <mallory@example.org>\r\nMessage-ID: <m@example.org>\r\n",
+	                      inner.data);
+	char *ours = scan_all(&key_new, msg, strlen(msg), NULL);
+	struct trace_found f;
+	ck_assert_int_eq(check(ours, &key_new, 1, &f), TRACE_VALID);
+	ck_assert_str_eq(f.trace_id, TID);
+	ck_assert(!f.enclosed);
+	ck_assert_uint_eq(f.nquoted, 1);
+	ck_assert(f.quoted[0].enclosed && !f.quoted[0].renamed);
+	ck_assert_int_eq(f.quoted[0].verdict, TRACE_VALID);
+	ck_assert_str_eq(f.quoted[0].trace_id, OTHER_TID);
+
+	/* the top-level header damaged, altered or missing: never the other */
+	char *v = header_value(ours);
+	char *hdr = str_printf("X-Postern-Trace:%s\r\n", v);
+	char *forged = replace(v, "t=17", "t=18");
+	char *other_gate = replace(v, "g=gw1.", "g=gw9.");
+	const char *tops[][2] = {
+		{ v, forged },
+		{ v, " v=2; junk" },
+		{ "<m@example.org>", "<changed@example.org>" },
+	};
+	const enum trace_verdict want[] = { TRACE_FORGED, TRACE_MALFORMED, TRACE_FORGED };
+	for (size_t i = 0; i < ARRAY_LEN(tops); i++) {
+		char *x = replace(ours, tops[i][0], tops[i][1]);
+		ck_assert_msg(check(x, &key_new, 1, &f) == want[i], "case %zu: %s", i,
+		              trace_verdict_name(f.verdict));
+		ck_assert_str_ne(f.trace_id, OTHER_TID);
+		ck_assert(!f.enclosed);
+		ck_assert_uint_eq(f.nquoted, 1);
+		ck_assert_str_eq(f.quoted[0].trace_id, OTHER_TID);
+		free(x);
+	}
+	/* gone, with our Received line left: still ours, so missing */
+	char *stripped = replace(ours, hdr, "");
+	char *rcvd = str_printf("Received: from x (y [192.0.2.1])\r\n\tby  GW1.example.net\r\n "
+	                        "(Postern) with ESMTPSA id Q;\r\n\tMon, 1 Jan 2024\r\n%s", stripped);
+	ck_assert_int_eq(check(rcvd, &key_new, 1, &f), TRACE_MISSING);
+	ck_assert_uint_eq(f.nquoted, 1);
+	ck_assert_str_eq(f.quoted[0].trace_id, OTHER_TID);
+	free(rcvd);
+	/* another gate's Received, or another product's, does not count */
+	static const char *const not_ours[] = {
+		"Received: by gw1.example.net (Postfix) with ESMTP id Q\r\n",
+		"Received: by gw1.example.net.evil (Postern) with ESMTP id Q\r\n",
+		"Received: from gw1.example.net (Postern) by x\r\n",
+	};
+	for (size_t i = 0; i < ARRAY_LEN(not_ours); i++) {
+		char *x = str_printf("%s%s", not_ours[i], stripped);
+		ck_assert_msg(check(x, &key_new, 1, &f) == TRACE_VALID, "case %zu", i);
+		ck_assert(f.enclosed);
+		ck_assert_str_eq(f.trace_id, OTHER_TID);
+		ck_assert_str_eq(f.message_id, "<20231114.1234@example.org>");
+		free(x);
+	}
+	/* another gate's header at the top does not count either (an ISP's
+	 * report through its own gate), nor does it get quoted */
+	char *x = replace(ours, v, other_gate);
+	ck_assert_int_eq(check(x, &key_new, 1, &f), TRACE_VALID);
+	ck_assert(f.enclosed);
+	ck_assert_str_eq(f.trace_id, OTHER_TID);
+	ck_assert_uint_eq(f.nquoted, 0);
+	free(x);
+	/* no trace of us at the top: the enclosed one decides, and what it
+	 * outranks among the enclosed is quoted */
+	char *two = enclosing("From: <desk@isp.example>\r\n", msg);
+	char *two_signed = str_printf("From: <desk@isp.example>\r\nContent-Type: multipart/mixed; "
+	                              "boundary=\"c\"\r\n\r\n--c\r\nContent-Type: message/rfc822\r\n"
+	                              "\r\n%s\r\n--c\r\nContent-Type: message/rfc822\r\n\r\n%s\r\n"
+	                              "--c--\r\n", stripped, ours);
+	ck_assert_int_eq(check(two_signed, &key_new, 1, &f), TRACE_VALID);
+	ck_assert(f.enclosed);
+	ck_assert_str_eq(f.trace_id, OTHER_TID);
+	ck_assert_uint_eq(f.nquoted, 2);
+	ck_assert_str_eq(f.quoted[0].trace_id, TID);
+	ck_assert_str_eq(f.quoted[1].trace_id, OTHER_TID);
+	free(two_signed);
+	free(two);
+	free(stripped);
+	free(other_gate);
+	free(forged);
+	free(hdr);
+	free(v);
+	free(ours);
+	free(msg);
+	buf_free(&inner);
+}
+END_TEST
+
+/* A sender's copy of someone's genuine header is renamed on the way in;
+ * the lookup quotes it and never takes it for the sender. */
+START_TEST(test_prior_is_evidence)
+{
+	char *genuine = signed_msg(&key_old);
+	char *v = header_value(genuine);
+	char *copy = str_printf("X-Postern-Trace:%s\r\n%s", v, plain_msg);
+	struct trace_scan *ts = trace_scan_new(&key_new, GATE, OTHER_TID, T0);
+	struct buf out;
+	buf_init(&out);
+	trace_scan_feed(ts, copy, strlen(copy), &out);
+	trace_scan_finish(ts, &out);
+	trace_scan_free(ts);
+	buf_append(&out, "", 0);
+	ck_assert_ptr_nonnull(strstr(out.data, "X-Postern-Trace-Prior:"));
+	struct trace_key ring[2] = { key_new, key_old };
+	struct trace_found f;
+	ck_assert_int_eq(check(out.data, ring, 2, &f), TRACE_VALID);
+	ck_assert_str_eq(f.trace_id, OTHER_TID);
+	ck_assert_str_eq(f.key_id, "new");
+	ck_assert_uint_eq(f.nquoted, 1);
+	ck_assert(f.quoted[0].renamed && !f.quoted[0].enclosed);
+	ck_assert_int_eq(f.quoted[0].verdict, TRACE_VALID);
+	ck_assert_str_eq(f.quoted[0].trace_id, TID);
+	/* only the renamed one left: nothing is attributed */
+	char *ov = header_value(out.data);
+	char *oh = str_printf("X-Postern-Trace:%s\r\n", ov);
+	char *only = replace(out.data, oh, "");
+	ck_assert_int_eq(check(only, ring, 2, &f), TRACE_MISSING);
+	ck_assert_str_eq(f.trace_id, "");
+	ck_assert_uint_eq(f.nquoted, 1);
+	ck_assert_str_eq(f.quoted[0].trace_id, TID);
+	/* many: counted, not kept */
+	struct buf many;
+	buf_init(&many);
+	for (int i = 0; i < TRACE_QUOTED_MAX + 3; i++)
+		buf_printf(&many, "X-Postern-Trace-Prior:%s\r\n", v);
+	buf_puts(&many, plain_msg);
+	ck_assert_int_eq(check(many.data, ring, 2, &f), TRACE_MISSING);
+	ck_assert_uint_eq(f.nquoted, TRACE_QUOTED_MAX);
+	ck_assert(f.quoted_more);
+	buf_free(&many);
+	free(only);
+	free(oh);
+	free(ov);
+	buf_free(&out);
+	free(copy);
+	free(v);
+	free(genuine);
+}
+END_TEST
+
 static char *base64_lines(const char *s, size_t len)
 {
 	size_t cap = 4 * ((len + 2) / 3) + 1;
@@ -1357,6 +1521,8 @@ int main(void)
 	tcase_add_test(tc, test_arf);
 	tcase_add_test(tc, test_encoded_attachment);
 	tcase_add_test(tc, test_nesting_limit);
+	tcase_add_test(tc, test_enclosed_never_outranks);
+	tcase_add_test(tc, test_prior_is_evidence);
 	tcase_add_test(tc, test_hostile);
 	tcase_add_test(tc, test_scan_hash);
 	tcase_add_test(tc, test_scan_splits);
