@@ -268,6 +268,7 @@ struct judged {
 	const struct trace_key *keys;
 	size_t nkeys;
 	enum trace_verdict verdict;
+	bool recorded_none;       /* the record of a copied header has no Message-ID */
 	bool printed;             /* the verdict and its record are out */
 };
 
@@ -354,6 +355,22 @@ static void text_verdict(const struct judged *j)
 		cli_put_text(f->key_id);
 		fputs(", which this gate does not have\n", stdout);
 		break;
+	case TRACE_COPIED:
+		/* The record is not shown: it is another message's. */
+		printf("the trace header is genuine (trace id %s) but was issued for\n"
+		       "another message, so it does not tell who sent this one:\n"
+		       "  it was issued for ", f->trace_id);
+		fputs(j->recorded_none ? "a message with no Message-ID" : "another Message-ID", stdout);
+		fputs(", and this message has ", stdout);
+		if (f->message_id[0]) {
+			fputs("Message-ID ", stdout);
+			cli_put_text(f->message_id);
+		} else {
+			fputs("no Message-ID", stdout);
+		}
+		puts(j->recorded_none ? "\n  (added on the way, or the header was copied onto it)"
+		                      : "\n  (copied onto it, or its Message-ID was changed)");
+		break;
 	case TRACE_VALID:
 		puts("authentic trace header, but no record of it is in the trace store "
 		     "(pruned, or another store?)");
@@ -382,10 +399,15 @@ static void print_valid(const struct judged *j, const struct trace_match *m)
 	print_text(m);
 }
 
-/* The record of the header's trace id (at most one: trace ids are unique). */
+/* The record of the header's trace id (at most one: trace ids are unique)
+ * settles the verdict: the header must have been issued for this very
+ * message, its Message-ID the recorded one. */
 static void on_judged(const struct trace_match *m, void *arg)
 {
 	struct judged *j = arg;
+	const char *mid = m->rec.message_id ? m->rec.message_id : "";
+	j->verdict = trace_header_against_record(j->f, j->keys, j->nkeys, mid);
+	j->recorded_none = !mid[0];
 	if (j->verdict == TRACE_VALID && !j->printed) {
 		print_valid(j, m);
 		j->printed = true;
@@ -409,7 +431,9 @@ static int judge_message(const struct options *o, const struct cli_trace_conf *c
 {
 	struct judged j = { .o = o, .f = f, .keys = keys, .nkeys = nkeys, .verdict = f->verdict };
 	bool looked = false;
-	if (f->verdict == TRACE_VALID) {
+	/* A forged header may be a genuine one on another message: only its
+	 * record can tell (header.c). */
+	if (f->verdict == TRACE_VALID || f->verdict == TRACE_FORGED) {
 		char err[512];
 		struct trace_query q = { .trace_id = f->trace_id };
 		int n = trace_query_run(c->db, &q, on_judged, &j, err, sizeof(err));
@@ -500,9 +524,9 @@ static void usage(FILE *out)
 	      "      --json            JSON instead of text\n"
 	      "exit status: 0 found (or pruned); 1 no matching record, or no trace header,\n"
 	      "  or an authentic header without a record; 2 invalid input or usage (bad\n"
-	      "  option, unreadable file, not a message); 3 the trace header is not\n"
-	      "  authentic (forged, altered, unknown key, another gate); 4 database (or\n"
-	      "  output) error\n",
+	      "  option, unreadable file, not a message); 3 the trace header does not\n"
+	      "  show who sent this message (forged, altered, copied from another\n"
+	      "  message, unknown key, another gate); 4 database (or output) error\n",
 	      out);
 }
 

@@ -76,6 +76,7 @@ static int rank(enum trace_verdict v)
 	case TRACE_VALID: return 5;
 	case TRACE_UNKNOWN_KEY: return 4;
 	case TRACE_FORGED: return 3;
+	case TRACE_COPIED: return 3;   /* only the lookup says so, never find */
 	case TRACE_OTHER_GATE: return 2;
 	case TRACE_MALFORMED: return 1;
 	case TRACE_MISSING: return 0;

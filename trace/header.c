@@ -155,6 +155,7 @@ const char *trace_verdict_name(enum trace_verdict v)
 	case TRACE_OTHER_GATE: return "other_gate";
 	case TRACE_UNKNOWN_KEY: return "unknown_key";
 	case TRACE_FORGED: return "forged";
+	case TRACE_COPIED: return "copied";
 	}
 	return "unknown";
 }
@@ -422,5 +423,28 @@ enum trace_verdict trace__header_check(const char *value, size_t len, const char
 			return TRACE_VALID;
 		}
 	}
+	return TRACE_FORGED;
+}
+
+enum trace_verdict trace_header_against_record(const struct trace_found *f,
+                                               const struct trace_key *keys, size_t nkeys,
+                                               const char *recorded)
+{
+	if (f->verdict != TRACE_VALID && f->verdict != TRACE_FORGED)
+		return f->verdict;
+	/* The record keeps the Message-ID as the scanner normalised it when it
+	 * signed; normalising it again for the header's version is a no-op on
+	 * what that version signed. */
+	struct trace__msgid m;
+	trace__msgid_init(&m);
+	if (recorded)
+		trace__msgid_add(&m, recorded, strlen(recorded));
+	const char *want = trace__msgid_form(&m, f->version);
+	if (f->verdict == TRACE_VALID)
+		return strcmp(want, f->message_id) == 0 ? TRACE_VALID : TRACE_COPIED;
+	/* Forged here, but perhaps genuine on the message it was issued for. */
+	const struct trace_key *key = key_named(keys, nkeys, f->key_id);
+	if (f->version && key && mac_matches(key, f, want))
+		return TRACE_COPIED;
 	return TRACE_FORGED;
 }

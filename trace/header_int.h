@@ -67,7 +67,7 @@ void trace__header_make(struct buf *out, const struct trace_key *key, const char
  * version, trace_id, time, gate, key_id and mac when the value parses
  * (zeroed otherwise), and f->message_id with the one that verified, else
  * the first ("" when nids is 0). Leaves the rest of f alone. Returns the
- * verdict (never TRACE_MISSING). */
+ * verdict (never TRACE_MISSING or TRACE_COPIED). */
 enum trace_verdict trace__header_check(const char *value, size_t len, const char *gate,
                                        const struct trace_key *keys, size_t nkeys,
                                        const struct trace__msgid *ids, size_t nids,

@@ -89,6 +89,8 @@ enum trace_verdict {
 	TRACE_OTHER_GATE,   /* well-formed, for another gate name */
 	TRACE_UNKNOWN_KEY,  /* our gate name, but a key id we do not have */
 	TRACE_FORGED,       /* MAC does not verify: forged or altered */
+	TRACE_COPIED,       /* genuine, but issued for another message (its record's
+	                     * Message-ID is not this message's): never the sender */
 };
 const char *trace_verdict_name(enum trace_verdict v);
 
@@ -135,6 +137,15 @@ struct trace_found {
  * is not a message at all. */
 int trace_header_find(const char *msg, size_t len, const char *gate,
                       const struct trace_key *keys, size_t nkeys, struct trace_found *f);
+
+/* The verdict once the record of f->trace_id is at hand (recorded: its
+ * message_id, NULL or "" for none). VALID stays VALID only when the
+ * record's Message-ID is the one the header verified on; a header that
+ * verifies on the record's Message-ID but not on this message's is COPIED.
+ * Anything else is returned as it was. */
+enum trace_verdict trace_header_against_record(const struct trace_found *f,
+                                               const struct trace_key *keys, size_t nkeys,
+                                               const char *recorded);
 
 /* ---- streaming: the message as it is spooled --------------------------- */
 

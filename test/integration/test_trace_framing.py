@@ -25,7 +25,7 @@ import pytest
 
 from conftest import (HOSTNAME, IS_ROOT, USERS, Postern, Sink, free_port, make_dir, wait_for,
                       wait_port)
-from test_trace import (EXIT_FOUND, bdat_send, login_raw, queued_qid,
+from test_trace import (EXIT_FOUND, EXIT_NOT_AUTHENTIC, bdat_send, login_raw, queued_qid,
                         raw_send, read_keys, strip_sink_line, trace, trace_header,
                         wait_delivered, write_file)
 
@@ -331,6 +331,23 @@ def bobs(gate):
     return dict(qid=qid, mid=mid, msg=delivered(gate.sink, mid.encode()))
 
 
+def test_header_transplanted_onto_another_message_is_copied(gate, bobs):
+    """bob's genuine trace header in place of alice's: genuine, but issued
+    for another message; neither bob nor his message is named."""
+    p = gate
+    mid = f"<alice-victim-{os.urandom(4).hex()}@client.test>"
+    send(p, "alice", with_mid(f"alice@{HOSTNAME}", "alice's", mid))
+    m = delivered(p.sink, mid.encode())
+    bob_hdr, bob_tags = trace_header(bobs["msg"])
+    own, _ = trace_header(m)
+    framed = m.replace(own, bob_hdr)
+    r, out, text = assert_not_named(p, "transplant.eml", framed, "bob", bobs["qid"])
+    assert r.returncode == EXIT_NOT_AUTHENTIC and text.returncode == EXIT_NOT_AUTHENTIC, r.stdout
+    assert out["verdict"] == "copied" and out["record"] is None, out
+    assert out["trace_id"] == bob_tags["id"]
+    assert "copied" in text.stdout, text.stdout
+
+
 def test_attached_genuine_message_never_outranks_the_top_level(gate, bobs):
     """alice attaches bob's delivered message (genuine header and all) to
     her own: the top level decides, bob's header is only quoted."""
@@ -582,3 +599,27 @@ def test_postfix_hop_attached_message_of_another_user(via_postfix):
     assert qid_bob not in json.dumps(out)
     _, bob_tags = trace_header(bob_msg)
     assert [q["trace_id"] for q in out["quoted"]] == [bob_tags["id"]], out
+
+
+def test_postfix_hop_mx_without_message_id_is_not_attributed(via_postfix):
+    """A message from a peer MTA without a Message-ID gets none from the
+    gate (it is no submission agent there); Postfix adds one. The header
+    was signed for a message without one, so it cannot vouch for this
+    message: nothing is attributed."""
+    p = via_postfix
+    tag = f"pf-mx-{os.urandom(4).hex()}"
+    c = p.raw("mx")
+    assert c.reply()[0] == 220
+    c.cmd("EHLO peer.test")
+    assert c.cmd("STARTTLS")[0] == 220
+    c.starttls()
+    c.cmd("EHLO peer.test")
+    qid = raw_send(c, "someone@example.net", [f"alice@{HOSTNAME}"],
+                   no_mid_msg("someone@example.net", tag))
+    c.close()
+    m = through_postfix(p, tag.encode())
+    mids = fields(m, "Message-ID")
+    assert len(mids) == 1 and mids[0].endswith(b"@relay.test>"), m
+    r, out, text = assert_not_named(p, "pf-mx.eml", m, qid)
+    assert r.returncode == EXIT_NOT_AUTHENTIC and out["verdict"] == "copied", out
+    assert "no Message-ID" in text.stdout, text.stdout

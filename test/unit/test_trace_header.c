@@ -250,6 +250,7 @@ START_TEST(test_verdict_names)
 	ck_assert_str_eq(trace_verdict_name(TRACE_OTHER_GATE), "other_gate");
 	ck_assert_str_eq(trace_verdict_name(TRACE_UNKNOWN_KEY), "unknown_key");
 	ck_assert_str_eq(trace_verdict_name(TRACE_FORGED), "forged");
+	ck_assert_str_eq(trace_verdict_name(TRACE_COPIED), "copied");
 }
 END_TEST
 
@@ -664,6 +665,57 @@ START_TEST(test_relaying)
 	free(x);
 	free(signed_nomid);
 	free(nomid);
+	free(m);
+}
+END_TEST
+
+/* The lookup's last word: the record says which Message-ID the header was
+ * issued for. */
+START_TEST(test_against_record)
+{
+	char *m = signed_msg(&key_new);
+	struct trace_found f;
+	const char *mid = "<20231114.1234@example.org>";
+	ck_assert_int_eq(check(m, &key_new, 1, &f), TRACE_VALID);
+	ck_assert_int_eq(trace_header_against_record(&f, &key_new, 1, mid), TRACE_VALID);
+	ck_assert_int_eq(trace_header_against_record(&f, &key_new, 1, " <20231114.1234@example.org>"),
+	                 TRACE_VALID);
+	ck_assert_int_eq(trace_header_against_record(&f, &key_new, 1, "<other@x>"), TRACE_COPIED);
+	ck_assert_int_eq(trace_header_against_record(&f, &key_new, 1, ""), TRACE_COPIED);
+	ck_assert_int_eq(trace_header_against_record(&f, &key_new, 1, NULL), TRACE_COPIED);
+	/* moved onto a message with another Message-ID: forged there, genuine
+	 * for the record */
+	char *x = replace(m, mid, "<victim@example.org>");
+	ck_assert_int_eq(check(x, &key_new, 1, &f), TRACE_FORGED);
+	ck_assert_int_eq(trace_header_against_record(&f, &key_new, 1, mid), TRACE_COPIED);
+	ck_assert_int_eq(trace_header_against_record(&f, &key_new, 1, "<victim@example.org>"),
+	                 TRACE_FORGED);
+	ck_assert_int_eq(trace_header_against_record(&f, &key_evil, 1, mid), TRACE_FORGED);
+	ck_assert_int_eq(trace_header_against_record(&f, &key_old, 1, mid), TRACE_FORGED);
+	free(x);
+	/* a made-up MAC stays forged whatever the record */
+	x = replace(m, "; m=", "; m=A");
+	char *mac = strstr(x, "; m=A") + 4;
+	memmove(mac + 1, mac + 2, strlen(mac + 2) + 1);
+	ck_assert_int_eq(check(x, &key_new, 1, &f), TRACE_FORGED);
+	ck_assert_int_eq(trace_header_against_record(&f, &key_new, 1, mid), TRACE_FORGED);
+	free(x);
+	/* other verdicts are what they were */
+	ck_assert_int_eq(check(m, &key_old, 1, &f), TRACE_UNKNOWN_KEY);
+	ck_assert_int_eq(trace_header_against_record(&f, &key_old, 1, mid), TRACE_UNKNOWN_KEY);
+	ck_assert_int_eq(check(plain_msg, &key_new, 1, &f), TRACE_MISSING);
+	ck_assert_int_eq(trace_header_against_record(&f, &key_new, 1, mid), TRACE_MISSING);
+	/* v=1 records kept the v=1 form */
+	struct buf h;
+	buf_init(&h);
+	trace__header_make(&h, &key_new, GATE, TID, T0, "<a  b@c>", 1);
+	buf_append(&h, "", 0);
+	char *v1 = str_printf("%sMessage-ID: <a  b@c>\r\n\r\nbody\r\n", h.data);
+	ck_assert_int_eq(check(v1, &key_new, 1, &f), TRACE_VALID);
+	ck_assert_int_eq(trace_header_against_record(&f, &key_new, 1, "<a b@c>"), TRACE_VALID);
+	ck_assert_int_eq(trace_header_against_record(&f, &key_new, 1, "<ab@c>"), TRACE_COPIED);
+	free(v1);
+	buf_free(&h);
 	free(m);
 }
 END_TEST
@@ -1518,6 +1570,7 @@ int main(void)
 	tcase_add_test(tc, test_msgid_forms);
 	tcase_add_test(tc, test_v1_compat);
 	tcase_add_test(tc, test_relaying);
+	tcase_add_test(tc, test_against_record);
 	tcase_add_test(tc, test_arf);
 	tcase_add_test(tc, test_encoded_attachment);
 	tcase_add_test(tc, test_nesting_limit);
