@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <openssl/crypto.h>
 
 #define MESSAGE_MAX (64u << 20)   /* an abuse report, not a mailbox */
 
@@ -258,107 +259,206 @@ static int read_input(const char *name, struct buf *b)
 	return rc;
 }
 
-/* Says what the header is, plainly; returns the exit status when there is
- * no record to look for (-1 when there is). */
-static int tell_verdict(const struct trace_found *f, bool json)
+/* ---- --message: who sent this message? ----------------------------------- */
+
+/* What the lookup of one message found; printed once the verdict is final. */
+struct judged {
+	const struct options *o;
+	const struct trace_found *f;
+	const struct trace_key *keys;
+	size_t nkeys;
+	enum trace_verdict verdict;
+	bool recorded_none;       /* the record of a copied header has no Message-ID */
+	bool printed;             /* the verdict and its record are out */
+};
+
+static void json_verdict_head(const struct trace_found *f, enum trace_verdict v)
 {
-	static const char *const plain[] = {
-		[TRACE_MISSING] = "no Postern trace header in this message",
-		[TRACE_MALFORMED] = "the trace header is malformed (damaged or forged)",
-		[TRACE_FORGED] = "the trace header is forged or altered (MAC does not verify)",
-	};
-	int status;
-	switch (f->verdict) {
-	case TRACE_VALID:
-		return -1;
-	case TRACE_MISSING:
-		status = CLI_EXIT_NOT_FOUND;
-		break;
-	default:
-		status = CLI_EXIT_NOT_AUTHENTIC;
-		break;
+	fputs("{\"verdict\":", stdout);
+	cli_put_json(trace_verdict_name(v));
+	if (f->version) {
+		json_str("trace_id", f->trace_id, false);
+		json_str("key_id", f->key_id, false);
+		json_str("gate", f->gate, false);
+		json_time("time", f->time);
 	}
-	if (json) {
-		fputs("{\"verdict\":", stdout);
-		cli_put_json(trace_verdict_name(f->verdict));
-		if (f->verdict == TRACE_OTHER_GATE)
-			json_str("gate", f->gate, false);
-		if (f->verdict == TRACE_UNKNOWN_KEY)
-			json_str("key_id", f->key_id, false);
-		fputs(",\"record\":null}\n", stdout);
-	} else if (f->verdict == TRACE_OTHER_GATE) {
+	json_str("message_id", f->message_id, false);
+	json_str("found_in", f->enclosed ? "enclosed" : "message", false);
+}
+
+static const char *quoted_where(const struct trace_quoted *q)
+{
+	return q->renamed ? "renamed" : "enclosed";
+}
+
+static void json_quoted(const struct trace_found *f)
+{
+	fputs(",\"quoted\":[", stdout);
+	for (size_t i = 0; i < f->nquoted; i++) {
+		const struct trace_quoted *q = &f->quoted[i];
+		fputs(i ? ",{" : "{", stdout);
+		json_str("where", quoted_where(q), true);
+		json_str("verdict", trace_verdict_name(q->verdict), false);
+		json_str("trace_id", q->trace_id[0] ? q->trace_id : NULL, false);
+		json_str("gate", q->gate[0] ? q->gate : NULL, false);
+		putchar('}');
+	}
+	printf("],\"quoted_more\":%s}\n", f->quoted_more ? "true" : "false");
+}
+
+/* Quoted headers in text: what they are, never whose. */
+static void text_quoted(const struct trace_found *f)
+{
+	if (!f->nquoted)
+		return;
+	puts("\nalso seen, evidence only (not who sent this message):");
+	for (size_t i = 0; i < f->nquoted; i++) {
+		const struct trace_quoted *q = &f->quoted[i];
+		fputs(q->renamed ? "  renamed by this gate on arrival (the sender brought it along"
+		                 : "  in an enclosed message (attached or forwarded",
+		      stdout);
+		fputs(q->renamed && q->enclosed ? ", in an enclosed message): " : "): ", stdout);
+		fputs(trace_verdict_name(q->verdict), stdout);
+		if (q->trace_id[0])
+			printf(", trace id %s", q->trace_id);
+		if (q->verdict == TRACE_OTHER_GATE) {
+			fputs(", gate ", stdout);
+			cli_put_text(q->gate);
+		}
+		putchar('\n');
+	}
+	if (f->quoted_more)
+		puts("  ... and more");
+	puts("  (postern trace --trace-id ID shows the record a trace id stands for)");
+}
+
+static void text_verdict(const struct judged *j)
+{
+	const struct trace_found *f = j->f;
+	switch (j->verdict) {
+	case TRACE_MISSING:
+		puts("no Postern trace header in this message");
+		break;
+	case TRACE_MALFORMED:
+		puts("the trace header is malformed (damaged or forged)");
+		break;
+	case TRACE_FORGED:
+		puts("the trace header is forged or altered (MAC does not verify)");
+		break;
+	case TRACE_OTHER_GATE:
 		fputs("the trace header is from another gate: ", stdout);
 		cli_put_text(f->gate);
 		putchar('\n');
-	} else if (f->verdict == TRACE_UNKNOWN_KEY) {
+		break;
+	case TRACE_UNKNOWN_KEY:
 		fputs("signed with key ", stdout);
 		cli_put_text(f->key_id);
 		fputs(", which this gate does not have\n", stdout);
+		break;
+	case TRACE_COPIED:
+		/* The record is not shown: it is another message's. */
+		printf("the trace header is genuine (trace id %s) but was issued for\n"
+		       "another message, so it does not tell who sent this one:\n"
+		       "  it was issued for ", f->trace_id);
+		fputs(j->recorded_none ? "a message with no Message-ID" : "another Message-ID", stdout);
+		fputs(", and this message has ", stdout);
+		if (f->message_id[0]) {
+			fputs("Message-ID ", stdout);
+			cli_put_text(f->message_id);
+		} else {
+			fputs("no Message-ID", stdout);
+		}
+		puts(j->recorded_none ? "\n  (added on the way, or the header was copied onto it)"
+		                      : "\n  (copied onto it, or its Message-ID was changed)");
+		break;
+	case TRACE_VALID:
+		puts("authentic trace header, but no record of it is in the trace store "
+		     "(pruned, or another store?)");
+		break;
+	}
+}
+
+static void print_valid(const struct judged *j, const struct trace_match *m)
+{
+	const struct trace_found *f = j->f;
+	if (j->o->json) {
+		json_verdict_head(f, TRACE_VALID);
+		fputs(",\"record\":", stdout);
+		print_json(m);
+		return;
+	}
+	char when[32];
+	cli_iso_time(f->time, when);
+	printf("authentic trace header: trace id %s, %s, key ", f->trace_id, when);
+	cli_put_text(f->key_id);
+	putchar('\n');
+	if (f->enclosed)
+		puts("found in an enclosed message (an attached or forwarded one): the message "
+		     "itself\nshows no trace of this gate; the record is the enclosed message's");
+	putchar('\n');
+	print_text(m);
+}
+
+/* The record of the header's trace id (at most one: trace ids are unique)
+ * settles the verdict: the header must have been issued for this very
+ * message, its Message-ID the recorded one. */
+static void on_judged(const struct trace_match *m, void *arg)
+{
+	struct judged *j = arg;
+	const char *mid = m->rec.message_id ? m->rec.message_id : "";
+	j->verdict = trace_header_against_record(j->f, j->keys, j->nkeys, mid);
+	j->recorded_none = !mid[0];
+	if (j->verdict == TRACE_VALID && !j->printed) {
+		print_valid(j, m);
+		j->printed = true;
+	}
+}
+
+static int exit_status(enum trace_verdict v)
+{
+	switch (v) {
+	case TRACE_VALID:
+		return CLI_EXIT_FOUND;
+	case TRACE_MISSING:
+		return CLI_EXIT_NOT_FOUND;
+	default:
+		return CLI_EXIT_NOT_AUTHENTIC;
+	}
+}
+
+static int judge_message(const struct options *o, const struct cli_trace_conf *c,
+                         const struct trace_key *keys, size_t nkeys, const struct trace_found *f)
+{
+	struct judged j = { .o = o, .f = f, .keys = keys, .nkeys = nkeys, .verdict = f->verdict };
+	bool looked = false;
+	/* A forged header may be a genuine one on another message: only its
+	 * record can tell (header.c). */
+	if (f->verdict == TRACE_VALID || f->verdict == TRACE_FORGED) {
+		char err[512];
+		struct trace_query q = { .trace_id = f->trace_id };
+		int n = trace_query_run(c->db, &q, on_judged, &j, err, sizeof(err));
+		if (n < 0) {
+			fflush(stdout);
+			fprintf(stderr, "postern trace: %s\n", err);
+			return CLI_EXIT_DB;
+		}
+		looked = n > 0;
+	}
+	int status = exit_status(j.verdict);
+	if (j.verdict == TRACE_VALID && !looked)
+		status = CLI_EXIT_NOT_FOUND;   /* authentic, but no record */
+	if (o->json) {
+		if (!j.printed) {
+			json_verdict_head(f, j.verdict);
+			fputs(",\"record\":null", stdout);
+		}
+		json_quoted(f);
 	} else {
-		puts(plain[f->verdict]);
+		if (!j.printed)
+			text_verdict(&j);
+		text_quoted(f);
 	}
 	return status;
-}
-
-/* The record a valid header points to: at most one (trace ids are unique). */
-struct pointed {
-	bool json;
-	const char *message_id;   /* as found in the message, "" when none */
-	bool mid_differs;
-};
-
-static void on_pointed(const struct trace_match *m, void *arg)
-{
-	struct pointed *p = arg;
-	const char *mid = m->rec.message_id ? m->rec.message_id : "";
-	p->mid_differs = strcmp(mid, p->message_id) != 0;
-	if (p->json)
-		print_json(m);
-	else
-		print_text(m);
-}
-
-static int show_valid(const struct options *o, const struct cli_trace_conf *c,
-                      const struct trace_found *f)
-{
-	char when[32], err[512];
-	cli_iso_time(f->time, when);
-	if (o->json) {
-		fputs("{\"verdict\":", stdout);
-		cli_put_json(trace_verdict_name(f->verdict));
-		json_str("trace_id", f->trace_id, false);
-		json_str("key_id", f->key_id, false);
-		json_time("time", f->time);
-		json_str("message_id", f->message_id, false);
-		fputs(",\"record\":", stdout);
-	} else {
-		printf("authentic trace header: trace id %s, %s, key ", f->trace_id, when);
-		cli_put_text(f->key_id);
-		fputs("\n\n", stdout);
-	}
-	fflush(stdout);
-	struct trace_query q = { .trace_id = f->trace_id };
-	struct pointed p = { .json = o->json, .message_id = f->message_id };
-	int n = trace_query_run(c->db, &q, on_pointed, &p, err, sizeof(err));
-	if (n <= 0)
-		fputs(o->json ? "null}\n" : "", stdout);
-	else
-		fputs(o->json ? "}\n" : "", stdout);
-	if (n < 0) {
-		fflush(stdout);
-		fprintf(stderr, "postern trace: %s\n", err);
-		return CLI_EXIT_DB;
-	}
-	if (n == 0) {
-		if (!o->json)
-			puts("but no record of it is in the trace store (pruned, or another store?)");
-		return CLI_EXIT_NOT_FOUND;
-	}
-	/* The MAC covers the Message-ID, so this should not happen; if it
-	 * does, the reader should know. */
-	if (p.mid_differs && !o->json)
-		puts("note: the Message-ID in this message differs from the record's");
-	return CLI_EXIT_FOUND;
 }
 
 static int do_message(const struct options *o, const struct cli_trace_conf *c)
@@ -378,19 +478,21 @@ static int do_message(const struct options *o, const struct cli_trace_conf *c)
 	struct buf msg;
 	buf_init(&msg);
 	int rc = read_input(o->message, &msg);
-	struct trace_found f;
+	struct trace_found *f = xmalloc(sizeof(*f));
 	if (rc < 0) {
 		fprintf(stderr, "postern trace: cannot read %s: %s\n", o->message,
 		        rc == -EFBIG ? "larger than 64 MiB" : strerror(-rc));
 		rc = CLI_EXIT_USAGE;
 	} else if (trace_header_find(msg.data ? msg.data : "", msg.len, c->gate, keys, nkeys,
-	                             &f) < 0) {
+	                             f) < 0) {
 		fprintf(stderr, "postern trace: %s does not look like a message\n", o->message);
 		rc = CLI_EXIT_USAGE;
-	} else if ((rc = tell_verdict(&f, o->json)) < 0) {
-		rc = show_valid(o, c, &f);
+	} else {
+		rc = judge_message(o, c, keys, nkeys, f);
 	}
+	free(f);
 	buf_free(&msg);
+	OPENSSL_cleanse(keys, nkeys * sizeof(*keys));
 	free(keys);
 	return rc;
 }
@@ -422,9 +524,9 @@ static void usage(FILE *out)
 	      "      --json            JSON instead of text\n"
 	      "exit status: 0 found (or pruned); 1 no matching record, or no trace header,\n"
 	      "  or an authentic header without a record; 2 invalid input or usage (bad\n"
-	      "  option, unreadable file, not a message); 3 the trace header is not\n"
-	      "  authentic (forged, altered, unknown key, another gate); 4 database (or\n"
-	      "  output) error\n",
+	      "  option, unreadable file, not a message); 3 the trace header does not\n"
+	      "  show who sent this message (forged, altered, copied from another\n"
+	      "  message, unknown key, another gate); 4 database (or output) error\n",
 	      out);
 }
 

@@ -15,6 +15,7 @@ check
 python3 python3-pytest
 swaks libnet-ssleay-perl libio-socket-ssl-perl msmtp curl
 fail2ban
+postfix
 "
 
 missing=""
@@ -29,6 +30,13 @@ if [ "$(id -u)" -ne 0 ]; then
 	exit 1
 fi
 export DEBIAN_FRONTEND=noninteractive
+# Postfix is a relay hop in the trace tests, which run private instances
+# (postfix -c DIR) on loopback ports: the system instance gets no
+# configuration, so it neither starts nor takes port 25.
+case " $missing " in
+*" postfix "*)
+	echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections ;;
+esac
 apt-get update -q
 # shellcheck disable=SC2086
 apt-get install -y -q --no-install-recommends $missing

@@ -97,11 +97,21 @@ static void data_open_spool(struct session *s)
 	struct buf hdr;
 	buf_init(&hdr);
 	trace_received(&hdr, &r);
-	if (d->ntrace_keys) {
-		tx->scan = trace_scan_new(&d->trace_keys[0], data_conf(s)->hostname, tx->trace_id,
-		                          tx->time);
-		trace_scan_prefix(tx->scan, hdr.data, hdr.len);
+	/* Every message goes through the scanner, signed or not: it notes the
+	 * Message-ID for the record, renames a client's X-Postern-Trace and,
+	 * on the listeners that require AUTH (we are the submission agent
+	 * there, RFC 6409 8.3; an MTA relaying for others adds nothing, RFC
+	 * 5321 6.4), adds the Message-ID a client left out, so that no MTA
+	 * downstream adds one after the MAC was made. The trace id is unique
+	 * and already public in the trace header. */
+	tx->scan = trace_scan_new(d->ntrace_keys ? &d->trace_keys[0] : NULL,
+	                          data_conf(s)->hostname, tx->trace_id, tx->time);
+	if (s->l->conf->mode != CONF_MODE_MX) {
+		char mid[TRACE_ID_LEN + 300];
+		snprintf(mid, sizeof(mid), "<%s@%s>", tx->trace_id, data_conf(s)->hostname);
+		trace_scan_add_message_id(tx->scan, mid);
 	}
+	trace_scan_prefix(tx->scan, hdr.data, hdr.len);
 	struct spool_work *sw = xcalloc(1, sizeof(*sw));
 	sw->w = s->w;
 	sw->sid = s->id;

@@ -4,9 +4,20 @@
  * forward carrying it as a message/rfc822, text/rfc822-headers or .eml
  * part, possibly base64 or quoted-printable encoded, nested a few levels.
  *
- * Which header counts when there are several: every one found is judged,
- * the top-level header block first, then the parts in document order, and
- * the best verdict wins, the first of equals:
+ * Whose header counts. The question is "who sent this message", so the
+ * message's own header block decides whenever it shows that the message
+ * passed through this gate: a trace header naming our gate (valid or not)
+ * or our own Received line. A header inside an enclosed message (an
+ * attachment, a forward) then never outranks it, whatever its verdict: an
+ * account could otherwise attach another user's genuine message, wait for
+ * its own header to be stripped, altered or to fail, and have the lookup
+ * name the other user. Only a message that shows no trace of this gate
+ * (an ARF report an ISP wrote, a forward by the desk's colleague) is
+ * judged by what it encloses, and the result says so (f->enclosed).
+ *
+ * Among the candidates (the top-level headers, or failing those every
+ * enclosed one in document order) the best verdict wins, the first of
+ * equals:
  *
  *   VALID > UNKNOWN_KEY > FORGED > OTHER_GATE > MALFORMED > MISSING
  *
@@ -15,8 +26,12 @@
  * we no longer hold may well be genuine (its trace id is worth a lookup),
  * and one that fails the MAC means our name was forged or the message was
  * altered, which the desk must see rather than a mere mention of another
- * gate. Then other gates, then what did not parse. Parts are only searched
- * while nothing has verified.
+ * gate. Then other gates, then what did not parse.
+ *
+ * Every other trace header seen is quoted (f->quoted): enclosed ones that
+ * did not decide, and X-Postern-Trace-Prior fields, which are headers a
+ * sender brought along and the gate renamed (scan.c). Quoted headers are
+ * evidence for the desk and never an attribution.
  *
  * Lines may end in CRLF or LF alone (reports are often saved with LF).
  * Decoded attachments are allocated per part and freed before returning;
@@ -40,6 +55,7 @@ struct search {
 	const struct trace_key *keys;
 	size_t nkeys;
 	struct trace_found *best;
+	bool top_ours;  /* the message's own header block passed through us */
 };
 
 struct field {
@@ -60,6 +76,7 @@ static int rank(enum trace_verdict v)
 	case TRACE_VALID: return 5;
 	case TRACE_UNKNOWN_KEY: return 4;
 	case TRACE_FORGED: return 3;
+	case TRACE_COPIED: return 3;   /* only the lookup says so, never find */
 	case TRACE_OTHER_GATE: return 2;
 	case TRACE_MALFORMED: return 1;
 	case TRACE_MISSING: return 0;
@@ -350,9 +367,82 @@ static size_t qp_decode(const char *s, size_t n, char *out)
 
 static void search_message(struct search *s, const char *p, size_t len, int depth);
 
-static bool done(const struct search *s)
+static void quote(struct search *s, const struct trace_found *c, bool renamed, bool enclosed)
 {
-	return s->best->verdict == TRACE_VALID;
+	struct trace_found *f = s->best;
+	if (f->nquoted == TRACE_QUOTED_MAX) {
+		f->quoted_more = true;
+		return;
+	}
+	struct trace_quoted *q = &f->quoted[f->nquoted++];
+	q->verdict = c->verdict;
+	q->renamed = renamed;
+	q->enclosed = enclosed;
+	memcpy(q->trace_id, c->trace_id, sizeof(q->trace_id));
+	memcpy(q->gate, c->gate, sizeof(q->gate));
+}
+
+/* The judged header c becomes the answer (the quoted list stays). */
+static void adopt(struct trace_found *f, const struct trace_found *c, bool enclosed)
+{
+	f->verdict = c->verdict;
+	f->version = c->version;
+	memcpy(f->trace_id, c->trace_id, sizeof(f->trace_id));
+	f->time = c->time;
+	memcpy(f->gate, c->gate, sizeof(f->gate));
+	memcpy(f->key_id, c->key_id, sizeof(f->key_id));
+	memcpy(f->message_id, c->message_id, sizeof(f->message_id));
+	memcpy(f->mac, c->mac, sizeof(f->mac));
+	f->enclosed = enclosed;
+}
+
+/* A header of an enclosed message: the answer only while the message
+ * itself shows no trace of us and nothing better came first; quoted
+ * otherwise, and so is what it displaces. */
+static void judge_enclosed(struct search *s, const struct trace_found *c)
+{
+	struct trace_found *f = s->best;
+	if (s->top_ours || rank(c->verdict) <= rank(f->verdict)) {
+		quote(s, c, false, true);
+		return;
+	}
+	if (f->enclosed)
+		quote(s, f, false, true);
+	adopt(f, c, true);
+}
+
+static bool is_space(int c)
+{
+	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+/* Our own Received line: "by <gate> (Postern)" somewhere in it, however
+ * refolded (received.c writes it). Anyone can write such a line; it only
+ * ever keeps enclosed headers from deciding, so a forged one frames no one. */
+static bool received_by_us(const char *v, size_t n, const char *gate)
+{
+	const char *end = v + n;
+	size_t glen = gate ? strlen(gate) : 0;
+	if (!glen)
+		return false;
+	for (const char *p = v; p + 2 <= end; p++) {
+		if (strncasecmp(p, "by", 2) != 0 || (p > v && !is_space(p[-1])) ||
+		    p + 2 == end || !is_space(p[2]))
+			continue;
+		const char *q = p + 2;
+		while (q < end && is_space(*q))
+			q++;
+		if ((size_t)(end - q) < glen || strncasecmp(q, gate, glen) != 0)
+			continue;
+		q += glen;
+		if (q == end || !is_space(*q))
+			continue;
+		while (q < end && is_space(*q))
+			q++;
+		if ((size_t)(end - q) >= 9 && strncasecmp(q, "(Postern)", 9) == 0)
+			return true;
+	}
+	return false;
 }
 
 static bool message_like(const struct ctype *ct)
@@ -394,7 +484,7 @@ static void search_multipart(struct search *s, const struct ctype *ct, const cha
 	const char *dflt = strcmp(ct->sub, "digest") == 0 ? "message/rfc822" : "text/plain";
 	size_t pos = 0, start = 0;
 	bool in_part = false;
-	while (pos < blen && !done(s)) {
+	while (pos < blen) {
 		const char *nl = memchr(body + pos, '\n', blen - pos);
 		size_t le = nl ? (size_t)(nl - body) : blen;
 		size_t next = nl ? le + 1 : blen;
@@ -419,7 +509,7 @@ static void search_multipart(struct search *s, const struct ctype *ct, const cha
 		}
 		pos = next;
 	}
-	if (in_part && !done(s) && start < blen) {
+	if (in_part && start < blen) {
 		/* No close delimiter: reports are often cut short. */
 		size_t hl, off;
 		split_entity(body + start, blen - start, &hl, &off);
@@ -431,7 +521,7 @@ static void search_multipart(struct search *s, const struct ctype *ct, const cha
 static void search_entity(struct search *s, const char *hdr, size_t hlen, const char *body,
                           size_t blen, const char *dflt, int depth)
 {
-	if (depth > MAX_DEPTH || done(s))
+	if (depth > MAX_DEPTH)
 		return;
 	struct ctype ct;
 	entity_type(hdr, hlen, dflt, &ct);
@@ -459,34 +549,47 @@ static void search_entity(struct search *s, const char *hdr, size_t hlen, const 
 	free(dec);
 }
 
-/* One message (or headers only): judge its trace headers, then look inside
- * unless one verified. */
+/* One message (or headers only): judge its trace headers against its own
+ * Message-IDs, then look inside. */
 static void search_message(struct search *s, const char *p, size_t len, int depth)
 {
 	size_t hlen, off;
 	split_entity(p, len, &hlen, &off);
 
-	struct trace__msgid m;
+	struct trace__msgid ids[TRACE__MSGIDS_MAX];
+	size_t nids = 0, pos = 0;
 	struct field f;
-	trace__msgid_init(&m);
-	if (find_field(p, hlen, "Message-ID", &f))
-		trace__msgid_add(&m, f.val, f.vlen);
+	while (nids < TRACE__MSGIDS_MAX && next_field(p, hlen, &pos, &f)) {
+		if (!field_is(&f, "Message-ID"))
+			continue;
+		trace__msgid_init(&ids[nids]);
+		trace__msgid_add(&ids[nids], f.val, f.vlen);
+		nids++;
+	}
 	if (depth == 0)
-		memcpy(s->best->message_id, m.v, m.len + 1);
+		str_lcpy(s->best->message_id, nids ? ids[0].v : "", sizeof(s->best->message_id));
 
-	size_t pos = 0;
+	bool received = false;
+	pos = 0;
 	while (next_field(p, hlen, &pos, &f)) {
-		if (!field_is(&f, "X-Postern-Trace"))
+		bool prior = field_is(&f, "X-Postern-Trace-Prior");
+		if (depth == 0 && field_is(&f, "Received"))
+			received |= received_by_us(f.val, f.vlen, s->gate);
+		if (!prior && !field_is(&f, "X-Postern-Trace"))
 			continue;
 		struct trace_found c;
-		c.verdict = trace__header_check(f.val, f.vlen, s->gate, s->keys, s->nkeys, m.v, &c);
-		if (rank(c.verdict) > rank(s->best->verdict)) {
-			memcpy(c.message_id, m.v, m.len + 1);
-			*s->best = c;
-			if (done(s))
-				return;
-		}
+		c.verdict = trace__header_check(f.val, f.vlen, s->gate, s->keys, s->nkeys, ids, nids,
+		                                &c);
+		if (prior)
+			quote(s, &c, true, depth > 0);
+		else if (depth > 0)
+			judge_enclosed(s, &c);
+		else if (rank(c.verdict) > rank(s->best->verdict))
+			adopt(s->best, &c, false);
 	}
+	if (depth == 0)
+		s->top_ours = received || (s->best->verdict != TRACE_MISSING &&
+		                           s->best->verdict != TRACE_OTHER_GATE);
 	search_entity(s, p, hlen, p + off, len - off, "text/plain", depth);
 }
 

@@ -23,29 +23,55 @@
  * finder alike take it for the end of the header block. */
 #define TRACE__FIELD_NAME_MAX 998
 
-/* A Message-ID value as the MAC sees it: CR, LF and NUL dropped (unfolding),
- * each run of SP/HTAB turned into one SP (refolding may change it), none
- * at either end. Fed piecewise as the bytes arrive. */
+/* A Message-ID value as the MAC sees it, in the two forms, computed in
+ * one pass as the bytes arrive (fed piecewise, any split):
+ *  v   (v=2) the msg-id alone: SP, HTAB, CR, LF and NUL dropped (folding,
+ *      even where RFC 5322 allows none), then from the last '<' seen
+ *      before a '>' up to that '>' (a comment or anything else around the
+ *      msg-id dropped), or everything when there is no '<';
+ *  v1  (v=1, headers issued before v=2) CR, LF and NUL dropped, each run of
+ *      SP/HTAB one SP, none at either end.
+ * Both are cut at TRACE__MSGID_MAX bytes, the same way on either side. */
 struct trace__msgid {
 	char v[TRACE__MSGID_MAX + 1];
 	size_t len;
-	bool space;  /* whitespace seen since the last byte kept */
+	int angle;   /* 0 before '<', 1 after it, 2 after the '>' that closes it */
+	char v1[TRACE__MSGID_MAX + 1];
+	size_t len1;
+	bool space;  /* v1: whitespace seen since the last byte kept */
+	bool full1;  /* v1: no room for what follows that whitespace */
 };
 void trace__msgid_init(struct trace__msgid *m);
 void trace__msgid_add(struct trace__msgid *m, const char *p, size_t n);
+
+/* The form a header of this version signs. */
+const char *trace__msgid_form(const struct trace__msgid *m, int version);
 
 /* Gate names and key ids: [A-Za-z0-9._-], 1..255 and 1..32 characters. */
 bool trace__gate_valid(const char *s, size_t n);
 bool trace__key_id_valid(const char *s, size_t n);
 
+/* trace_header_make() for a given version (1 only for the tests of what
+ * was issued before v=2). */
+void trace__header_make(struct buf *out, const struct trace_key *key, const char *gate,
+                        const char *trace_id, int64_t time, const char *message_id,
+                        int version);
+
+/* A message's Message-ID fields (RFC 5322 allows one; downstream
+ * reordering makes the first one no better than the others). */
+#define TRACE__MSGIDS_MAX 4
+
 /* Checks one X-Postern-Trace value (after the colon, folding included)
- * against our gate and keys; message_id is the normalised Message-ID of
- * the message that carries it. Fills f's trace_id, time, gate and key_id
- * when the value parses (they are "" otherwise); leaves f->message_id
- * alone. Returns the verdict (never TRACE_MISSING). */
+ * against our gate and keys, on each of the nids Message-IDs of the
+ * message that carries it (none: the message has no Message-ID). Fills f's
+ * version, trace_id, time, gate, key_id and mac when the value parses
+ * (zeroed otherwise), and f->message_id with the one that verified, else
+ * the first ("" when nids is 0). Leaves the rest of f alone. Returns the
+ * verdict (never TRACE_MISSING or TRACE_COPIED). */
 enum trace_verdict trace__header_check(const char *value, size_t len, const char *gate,
                                        const struct trace_key *keys, size_t nkeys,
-                                       const char *message_id, struct trace_found *f);
+                                       const struct trace__msgid *ids, size_t nids,
+                                       struct trace_found *f);
 
 /* Input bytes the scanner has taken but not yet output (for the tests). */
 size_t trace__scan_held(const struct trace_scan *ts);

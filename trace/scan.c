@@ -10,9 +10,18 @@
  * Message-ID is copied (normalised, capped) as it passes. After the header
  * block every feed is one append and one digest update.
  *
- * Without a key (trace headers off) nothing is inserted; the hash and the
- * Message-ID still come out. trace_scan_new() copies key and gate; the
- * object is freed (and the key copy wiped) by trace_scan_free().
+ * A message without a Message-ID field gets the one the caller supplied
+ * (trace_scan_add_message_id(): the submission listeners, RFC 6409 8.3)
+ * at the end of its header block, ahead of the trace header. Left to a
+ * later MTA, it would be added after the MAC was made: the header would
+ * then bind nothing but "no Message-ID", which any message without one
+ * shares, and the desk could not tell the message from a copy.
+ *
+ * Without a key (trace headers off) no trace header is inserted; the hash
+ * and the Message-ID still come out, a missing Message-ID is still added
+ * and a client's X-Postern-Trace is still renamed. trace_scan_new() copies
+ * key and gate; the object is freed (and the key copy wiped) by
+ * trace_scan_free().
  */
 #include "trace/trace.h"
 #include "trace/header_int.h"
@@ -38,6 +47,7 @@ struct trace_scan {
 	bool signing;
 	struct trace_key key;
 	char *gate;
+	char *add_msgid;    /* added when the message has no Message-ID, or NULL */
 	char trace_id[TRACE_ID_LEN + 1];
 	int64_t time;
 	enum scan_state state;
@@ -58,7 +68,8 @@ static const char msgid_name[] = "message-id";
 static const char trace_name[] = "x-postern-trace";
 /* A client's own X-Postern-Trace field would otherwise sit beside ours: a
  * copy of someone else's genuine header could frame them. It is kept, under
- * a name that nothing verifies. */
+ * a name that is evidence (find.c quotes it) and never an attribution; also
+ * when this gate signs nothing, since a key may be configured later. */
 static const char trace_rename[] = "X-Postern-Trace-Prior:";
 
 struct trace_scan *trace_scan_new(const struct trace_key *key, const char *gate,
@@ -94,8 +105,19 @@ void trace_scan_free(struct trace_scan *ts)
 		return;
 	EVP_MD_CTX_free(ts->md);
 	free(ts->gate);
+	free(ts->add_msgid);
 	OPENSSL_cleanse(ts, sizeof(*ts));
 	free(ts);
+}
+
+void trace_scan_add_message_id(struct trace_scan *ts, const char *message_id)
+{
+	if (ts->fed)
+		fatal("trace_scan_add_message_id after message bytes");
+	if (!message_id[0] || strpbrk(message_id, "\r\n"))
+		fatal("trace: a Message-ID to add must be one line");
+	free(ts->add_msgid);
+	ts->add_msgid = str_dup(message_id);
 }
 
 void trace_scan_prefix(struct trace_scan *ts, const void *data, size_t len)
@@ -106,18 +128,31 @@ void trace_scan_prefix(struct trace_scan *ts, const void *data, size_t len)
 		fatal("trace: SHA-256 update failed");
 }
 
+/* Whether insert_header() will write anything. */
+static bool inserting(const struct trace_scan *ts)
+{
+	return ts->signing || (ts->add_msgid && !ts->msgid_seen);
+}
+
 /* before_empty: the header block ends with the empty line (or the input).
  * Otherwise it ends with a line that is no field; when that is the first
- * line the message has no header block at all, and our header gets an
- * empty line of its own: a first line starting with whitespace would
- * otherwise continue it, and all the input is body anyway. */
+ * line the message has no header block at all, and our fields get an
+ * empty line of their own: a first line starting with whitespace would
+ * otherwise continue them, and all the input is body anyway. */
 static void insert_header(struct trace_scan *ts, struct buf *out, bool before_empty)
 {
-	if (ts->signing) {
-		trace_header_make(out, &ts->key, ts->gate, ts->trace_id, ts->time, ts->msgid.v);
-		if (!before_empty && !ts->seen_field)
-			buf_append(out, "\r\n", 2);
+	bool any = inserting(ts);
+	if (ts->add_msgid && !ts->msgid_seen) {
+		buf_puts(out, "Message-ID: ");
+		buf_puts(out, ts->add_msgid);
+		buf_puts(out, "\r\n");
+		trace__msgid_add(&ts->msgid, ts->add_msgid, strlen(ts->add_msgid));
+		ts->msgid_seen = true;
 	}
+	if (ts->signing)
+		trace_header_make(out, &ts->key, ts->gate, ts->trace_id, ts->time, ts->msgid.v);
+	if (any && !before_empty && !ts->seen_field)
+		buf_append(out, "\r\n", 2);
 	ts->state = SCAN_BODY;
 }
 
@@ -285,7 +320,7 @@ void trace_scan_finish(struct trace_scan *ts, struct buf *out)
 	if (ts->state == SCAN_HEADER) {
 		/* Headers only: close an unterminated last field first. A line
 		 * still held never became a field: we go before it. */
-		if (ts->line == LINE_IN && ts->signing)
+		if (ts->line == LINE_IN && inserting(ts))
 			buf_append(out, "\r\n", 2);
 		insert_header(ts, out, ts->line == LINE_START || ts->line == LINE_IN);
 		buf_append(out, ts->hold, ts->nhold);

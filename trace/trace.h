@@ -71,53 +71,100 @@ int trace_keys_load(const char *path, struct trace_key **keys, size_t *nkeys,
 
 /* ---- trace header (X-Postern-Trace) ----------------------------------- */
 
-/* Appends "X-Postern-Trace: v=1; g=<gate>; id=<trace id>; t=<unix time>;
+/* Appends "X-Postern-Trace: v=2; g=<gate>; id=<trace id>; t=<unix time>;
  * k=<key id>; m=<base64 HMAC-SHA-256>" ending in CRLF, folded if long. The
  * MAC covers the gate name, the trace id, the time, the key id and the
- * Message-ID (unfolded, white space runs made one space, trimmed; empty when
- * the message has none), so that a copy whose header or Message-ID was
- * altered is detected. The exact MAC input is documented in header.c. */
+ * message's msg-id (the Message-ID without whitespace or comments; empty
+ * when the message has none): what relaying leaves alone, so that headers
+ * added, reordered or refolded downstream change nothing, while a header
+ * moved onto another message no longer verifies there. The exact MAC input
+ * (and that of the v=1 headers issued before) is documented in header.c. */
 void trace_header_make(struct buf *out, const struct trace_key *key, const char *gate,
                        const char *trace_id, int64_t time, const char *message_id);
 
 enum trace_verdict {
-	TRACE_VALID,        /* ours, MAC verifies */
+	TRACE_VALID,        /* ours, MAC verifies on this message's Message-ID */
 	TRACE_MISSING,      /* no X-Postern-Trace header in the message */
 	TRACE_MALFORMED,    /* a header is there but cannot be parsed */
 	TRACE_OTHER_GATE,   /* well-formed, for another gate name */
 	TRACE_UNKNOWN_KEY,  /* our gate name, but a key id we do not have */
 	TRACE_FORGED,       /* MAC does not verify: forged or altered */
+	TRACE_COPIED,       /* genuine, but issued for another message (its record's
+	                     * Message-ID is not this message's): never the sender */
 };
 const char *trace_verdict_name(enum trace_verdict v);
 
+/* A trace header seen but not judged the message's: evidence, never an
+ * attribution. */
+struct trace_quoted {
+	enum trace_verdict verdict;  /* against its own message's Message-ID */
+	bool renamed;       /* X-Postern-Trace-Prior: brought along by the sender,
+	                     * renamed by the gate on arrival */
+	bool enclosed;      /* inside an attached or forwarded message */
+	char trace_id[TRACE_ID_LEN + 1];   /* "" when it did not parse */
+	char gate[256];
+};
+#define TRACE_QUOTED_MAX 8
+
 struct trace_found {
 	enum trace_verdict verdict;
+	int version;            /* of the header judged: 1 or 2; 0 when none parsed */
 	char trace_id[TRACE_ID_LEN + 1];
 	int64_t time;
 	char gate[256];
 	char key_id[TRACE_KEY_ID_MAX + 1];
-	char message_id[1000];  /* normalised as for the MAC, "" when none */
+	/* The Message-ID the header was judged against, normalised as its
+	 * version's MAC has it: the one that verified, else the first; "" when
+	 * the message has none. */
+	char message_id[1000];
+	unsigned char mac[32];  /* as written in the header, when it parsed */
+	/* The header judged belongs to an enclosed message (an ARF report's
+	 * original, a forwarded .eml): the message itself shows no trace of
+	 * this gate at all. */
+	bool enclosed;
+	struct trace_quoted quoted[TRACE_QUOTED_MAX];
+	size_t nquoted;
+	bool quoted_more;       /* more than TRACE_QUOTED_MAX were seen */
 };
 
 /* Finds and checks our trace header in a raw message (RFC 5322) or in an
  * abuse report (ARF, RFC 5965: multipart/report with a message/rfc822 or
  * text/rfc822-headers part; also a message forwarded as an attachment).
- * Returns 0 with *f filled (f->verdict says what was found), or -1 when the
- * input is not a message at all. */
+ * The message's own header block decides whenever it shows that the
+ * message passed through this gate (a trace header naming our gate, or
+ * our Received line): enclosed messages are then only quoted. Returns 0
+ * with *f filled (f->verdict says what was found), or -1 when the input
+ * is not a message at all. */
 int trace_header_find(const char *msg, size_t len, const char *gate,
                       const struct trace_key *keys, size_t nkeys, struct trace_found *f);
+
+/* The verdict once the record of f->trace_id is at hand (recorded: its
+ * message_id, NULL or "" for none). VALID stays VALID only when the
+ * record's Message-ID is the one the header verified on; a header that
+ * verifies on the record's Message-ID but not on this message's is COPIED.
+ * Anything else is returned as it was. */
+enum trace_verdict trace_header_against_record(const struct trace_found *f,
+                                               const struct trace_key *keys, size_t nkeys,
+                                               const char *recorded);
 
 /* ---- streaming: the message as it is spooled --------------------------- */
 
 /* Sits between the DATA decoder and the spool file: passes message bytes
- * through, notes the Message-ID, inserts the trace header at the end of the
+ * through, notes the Message-ID, renames a client's own X-Postern-Trace
+ * fields X-Postern-Trace-Prior, inserts the trace header at the end of the
  * header block (before the empty line, or at the end when the message has
  * no body), and computes the SHA-256 of the message as relayed (everything
- * it outputs after the caller's own prefix, trace header included). */
+ * it outputs after the caller's own prefix, trace header included). With
+ * key NULL no trace header is inserted; all the rest is done. */
 struct trace_scan;
 struct trace_scan *trace_scan_new(const struct trace_key *key, const char *gate,
                                   const char *trace_id, int64_t time);
 void trace_scan_free(struct trace_scan *ts);
+/* Before the first feed: when the message turns out to have no Message-ID
+ * field, "Message-ID: <message_id>" is added at the end of its header
+ * block (ahead of the trace header), and it is the Message-ID that the MAC
+ * covers and trace_scan_message_id() returns. Copied. */
+void trace_scan_add_message_id(struct trace_scan *ts, const char *message_id);
 /* Hashes bytes written before the message (our Received header). */
 void trace_scan_prefix(struct trace_scan *ts, const void *data, size_t len);
 /* Message bytes in; output (to be spooled) appended to out. */

@@ -44,10 +44,14 @@ static const char plain_msg[] =
 	"\r\n"
 	"Hello Bob.\r\n";
 
-/* Runs raw through a scanner in one piece; returns the output (free()). */
-static char *scan_all(const struct trace_key *key, const char *raw, size_t len, char sha[65])
+/* Runs raw through a scanner in one piece, with a Message-ID to add when
+ * add is set; returns the output (free()). */
+static char *scan_with(const struct trace_key *key, const char *add, const char *raw,
+                       size_t len, char sha[65])
 {
 	struct trace_scan *ts = trace_scan_new(key, GATE, TID, T0);
+	if (add)
+		trace_scan_add_message_id(ts, add);
 	struct buf out;
 	buf_init(&out);
 	trace_scan_feed(ts, raw, len, &out);
@@ -59,6 +63,11 @@ static char *scan_all(const struct trace_key *key, const char *raw, size_t len, 
 	if (!out.data)
 		return str_dup("");
 	return out.data;
+}
+
+static char *scan_all(const struct trace_key *key, const char *raw, size_t len, char sha[65])
+{
+	return scan_with(key, NULL, raw, len, sha);
 }
 
 static char *signed_msg(const struct trace_key *key)
@@ -241,6 +250,7 @@ START_TEST(test_verdict_names)
 	ck_assert_str_eq(trace_verdict_name(TRACE_OTHER_GATE), "other_gate");
 	ck_assert_str_eq(trace_verdict_name(TRACE_UNKNOWN_KEY), "unknown_key");
 	ck_assert_str_eq(trace_verdict_name(TRACE_FORGED), "forged");
+	ck_assert_str_eq(trace_verdict_name(TRACE_COPIED), "copied");
 }
 END_TEST
 
@@ -250,7 +260,7 @@ START_TEST(test_make_format)
 	buf_init(&b);
 	trace_header_make(&b, &key_new, GATE, TID, T0, "<x@y>");
 	static const char want[] =
-		"X-Postern-Trace: v=1; g=" GATE "; id=" TID ";\r\n\tt=1700000000; k=new; m=";
+		"X-Postern-Trace: v=2; g=" GATE "; id=" TID ";\r\n\tt=1700000000; k=new; m=";
 	ck_assert(strncmp(b.data, want, strlen(want)) == 0);
 	ck_assert(b.len > 2 && memcmp(b.data + b.len - 3, "=\r\n", 3) == 0);
 	/* every line within 78 characters */
@@ -269,7 +279,7 @@ START_TEST(test_make_format)
 	/* a short gate fits on fewer lines but keeps the format */
 	buf_init(&c);
 	trace_header_make(&c, &key_new, "g", TID, 0, NULL);
-	ck_assert(strncmp(c.data, "X-Postern-Trace: v=1; g=g; id=" TID "; t=0; k=new;", 45) == 0);
+	ck_assert(strncmp(c.data, "X-Postern-Trace: v=2; g=g; id=" TID "; t=0; k=new;", 45) == 0);
 	buf_free(&c);
 	buf_free(&b);
 }
@@ -278,7 +288,7 @@ END_TEST
 START_TEST(test_roundtrip)
 {
 	char *m = signed_msg(&key_new);
-	ck_assert_ptr_nonnull(strstr(m, "Subject: hello\r\nX-Postern-Trace: v=1; g=" GATE));
+	ck_assert_ptr_nonnull(strstr(m, "Subject: hello\r\nX-Postern-Trace: v=2; g=" GATE));
 	ck_assert_ptr_nonnull(strstr(m, "=\r\n\r\nHello Bob.\r\n"));
 	struct trace_found f;
 	ck_assert_int_eq(check(m, &key_new, 1, &f), TRACE_VALID);
@@ -402,10 +412,12 @@ START_TEST(test_malformed)
 	static const struct {
 		const char *from, *to;
 	} edits[] = {
-		{ "v=1", "v=2" },
-		{ "v=1;", "v=1; v=1;" },
-		{ "v=1;", "" },
-		{ "v=1;", "v=1; x=y;" },
+		{ "v=2", "v=3" },
+		{ "v=2", "v=0" },
+		{ "v=2", "v=22" },
+		{ "v=2;", "v=2; v=2;" },
+		{ "v=2;", "" },
+		{ "v=2;", "v=2; x=y;" },
 		{ "t=1700000000", "t=01700000000" },
 		{ "t=1700000000", "t=-1700000000" },
 		{ "t=1700000000", "t=99999999999999999999" },
@@ -422,7 +434,9 @@ START_TEST(test_malformed)
 		{ "m=", "m=A" },
 		{ "; id=", " id=" },
 		{ "; id=", ";; id=" },
-		{ "v=1", "v =" },
+		{ "v=2", "v =" },
+		{ "t=1700000000", "t=1700 000000" },
+		{ "k=new", "k=n ew" },
 	};
 	for (size_t i = 0; i < ARRAY_LEN(edits); i++) {
 		char *nv = replace(v, edits[i].from, edits[i].to);
@@ -532,6 +546,180 @@ START_TEST(test_folding)
 }
 END_TEST
 
+/* What v=2 signs of a Message-ID: the msg-id alone, whatever folding,
+ * spacing or comment surrounds it; fed in any pieces. */
+START_TEST(test_msgid_forms)
+{
+	static const struct {
+		const char *in, *v2, *v1;
+	} cases[] = {
+		{ " <a@b> ", "<a@b>", "<a@b>" },
+		{ "\r\n\t<a@b>", "<a@b>", "<a@b>" },
+		{ "<a@b> (the comment)", "<a@b>", "<a@b> (the comment)" },
+		{ "<verylong\r\n\t.part@b>", "<verylong.part@b>", "<verylong .part@b>" },
+		{ "junk <a@b>", "<a@b>", "junk <a@b>" },
+		{ "(c <x@y>) <a@b>", "<x@y>", "(c <x@y>) <a@b>" },
+		{ "<<a@b>", "<a@b>", "<<a@b>" },
+		{ "a@b", "a@b", "a@b" },
+		{ "<a@b", "<a@b", "<a@b" },
+		{ "", "", "" },
+		{ " \t ", "", "" },
+	};
+	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+		const char *in = cases[i].in;
+		size_t n = strlen(in);
+		for (size_t cut = 0; cut <= n; cut++) {
+			struct trace__msgid m;
+			trace__msgid_init(&m);
+			trace__msgid_add(&m, in, cut);
+			trace__msgid_add(&m, in + cut, n - cut);
+			ck_assert_msg(strcmp(m.v, cases[i].v2) == 0, "case %zu: %s", i, m.v);
+			ck_assert_msg(strcmp(m.v1, cases[i].v1) == 0, "case %zu: %s", i, m.v1);
+			ck_assert_str_eq(trace__msgid_form(&m, 2), m.v);
+			ck_assert_str_eq(trace__msgid_form(&m, 1), m.v1);
+		}
+		/* what the signer keeps normalises to itself (the record's
+		 * Message-ID is compared that way) */
+		struct trace__msgid a, b;
+		trace__msgid_init(&a);
+		trace__msgid_add(&a, in, n);
+		trace__msgid_init(&b);
+		trace__msgid_add(&b, a.v, a.len);
+		ck_assert_str_eq(a.v, b.v);
+	}
+}
+END_TEST
+
+/* Headers issued before v=2 keep verifying, and a v=1 MAC is no v=2 MAC. */
+START_TEST(test_v1_compat)
+{
+	struct buf h;
+	buf_init(&h);
+	trace__header_make(&h, &key_new, GATE, TID, T0, "<20231114.1234@example.org>", 1);
+	buf_append(&h, "", 0);
+	ck_assert(strncmp(h.data, "X-Postern-Trace: v=1; ", 22) == 0);
+	char *m = str_printf("%s%s", h.data, plain_msg);
+	struct trace_found f;
+	ck_assert_int_eq(check(m, &key_new, 1, &f), TRACE_VALID);
+	ck_assert_int_eq(f.version, 1);
+	ck_assert_str_eq(f.message_id, "<20231114.1234@example.org>");
+	/* v=1 normalised whitespace runs but kept comments */
+	char *x = replace(m, "<20231114.1234@example.org>\r\n", "\r\n <20231114.1234@example.org>  \r\n");
+	ck_assert_int_eq(check(x, &key_new, 1, NULL), TRACE_VALID);
+	free(x);
+	x = replace(m, "v=1", "v=2");
+	ck_assert_int_eq(check(x, &key_new, 1, NULL), TRACE_FORGED);
+	free(x);
+	free(m);
+	m = signed_msg(&key_new);
+	x = replace(m, "v=2", "v=1");
+	ck_assert_int_eq(check(x, &key_new, 1, NULL), TRACE_FORGED);
+	free(x);
+	free(m);
+	buf_free(&h);
+}
+END_TEST
+
+/* What relaying does to a header block: fields added at either end,
+ * reordered, refolded, folded where no folding is allowed. */
+START_TEST(test_relaying)
+{
+	char *m = signed_msg(&key_new);
+	struct trace_found f;
+	/* added at the top and at the end, and Message-ID moved last */
+	char *x = str_printf("Received: from a by b; Mon, 1 Jan 2024\r\nX-Spam: no\r\n%s", m);
+	char *y = replace(x, "Message-ID: <20231114.1234@example.org>\r\n", "");
+	char *z = replace(y, "\r\n\r\nHello", "\r\nMessage-Id: <20231114.1234@example.org>\r\n"
+	                                      "X-Filtered: yes\r\n\r\nHello");
+	ck_assert_int_eq(check(z, &key_new, 1, &f), TRACE_VALID);
+	free(z);
+	free(y);
+	free(x);
+	/* the MAC cut by folding */
+	const char *mac = strstr(m, "m=") + 2;
+	char *cut = str_ndup(mac, 10);
+	char *cutf = str_printf("%s\r\n\t", cut);
+	x = replace(m, cut, cutf);
+	ck_assert_int_eq(check(x, &key_new, 1, &f), TRACE_VALID);
+	free(x);
+	free(cutf);
+	free(cut);
+	/* the Message-ID folded inside, a comment after it */
+	x = replace(m, "<20231114.1234@example.org>", "<20231114\r\n .1234@example.org> (moved)");
+	ck_assert_int_eq(check(x, &key_new, 1, &f), TRACE_VALID);
+	ck_assert_str_eq(f.message_id, "<20231114.1234@example.org>");
+	free(x);
+	/* a second Message-ID put first: each is tried */
+	x = replace(m, "From: Alice", "Message-ID: <another@example.org>\r\nFrom: Alice");
+	ck_assert_int_eq(check(x, &key_new, 1, &f), TRACE_VALID);
+	ck_assert_str_eq(f.message_id, "<20231114.1234@example.org>");
+	free(x);
+	/* but not the empty one once there is a Message-ID */
+	char *nomid = replace(plain_msg, "Message-ID: <20231114.1234@example.org>\r\n", "");
+	char *signed_nomid = scan_all(&key_new, nomid, strlen(nomid), NULL);
+	ck_assert_int_eq(check(signed_nomid, &key_new, 1, &f), TRACE_VALID);
+	ck_assert_str_eq(f.message_id, "");
+	x = replace(signed_nomid, "From: Alice", "Message-Id: <added@relay>\r\nFrom: Alice");
+	ck_assert_int_eq(check(x, &key_new, 1, &f), TRACE_FORGED);
+	ck_assert_str_eq(f.message_id, "<added@relay>");
+	free(x);
+	free(signed_nomid);
+	free(nomid);
+	free(m);
+}
+END_TEST
+
+/* The lookup's last word: the record says which Message-ID the header was
+ * issued for. */
+START_TEST(test_against_record)
+{
+	char *m = signed_msg(&key_new);
+	struct trace_found f;
+	const char *mid = "<20231114.1234@example.org>";
+	ck_assert_int_eq(check(m, &key_new, 1, &f), TRACE_VALID);
+	ck_assert_int_eq(trace_header_against_record(&f, &key_new, 1, mid), TRACE_VALID);
+	ck_assert_int_eq(trace_header_against_record(&f, &key_new, 1, " <20231114.1234@example.org>"),
+	                 TRACE_VALID);
+	ck_assert_int_eq(trace_header_against_record(&f, &key_new, 1, "<other@x>"), TRACE_COPIED);
+	ck_assert_int_eq(trace_header_against_record(&f, &key_new, 1, ""), TRACE_COPIED);
+	ck_assert_int_eq(trace_header_against_record(&f, &key_new, 1, NULL), TRACE_COPIED);
+	/* moved onto a message with another Message-ID: forged there, genuine
+	 * for the record */
+	char *x = replace(m, mid, "<victim@example.org>");
+	ck_assert_int_eq(check(x, &key_new, 1, &f), TRACE_FORGED);
+	ck_assert_int_eq(trace_header_against_record(&f, &key_new, 1, mid), TRACE_COPIED);
+	ck_assert_int_eq(trace_header_against_record(&f, &key_new, 1, "<victim@example.org>"),
+	                 TRACE_FORGED);
+	ck_assert_int_eq(trace_header_against_record(&f, &key_evil, 1, mid), TRACE_FORGED);
+	ck_assert_int_eq(trace_header_against_record(&f, &key_old, 1, mid), TRACE_FORGED);
+	free(x);
+	/* a made-up MAC stays forged whatever the record */
+	x = replace(m, "; m=", "; m=A");
+	char *mac = strstr(x, "; m=A") + 4;
+	memmove(mac + 1, mac + 2, strlen(mac + 2) + 1);
+	ck_assert_int_eq(check(x, &key_new, 1, &f), TRACE_FORGED);
+	ck_assert_int_eq(trace_header_against_record(&f, &key_new, 1, mid), TRACE_FORGED);
+	free(x);
+	/* other verdicts are what they were */
+	ck_assert_int_eq(check(m, &key_old, 1, &f), TRACE_UNKNOWN_KEY);
+	ck_assert_int_eq(trace_header_against_record(&f, &key_old, 1, mid), TRACE_UNKNOWN_KEY);
+	ck_assert_int_eq(check(plain_msg, &key_new, 1, &f), TRACE_MISSING);
+	ck_assert_int_eq(trace_header_against_record(&f, &key_new, 1, mid), TRACE_MISSING);
+	/* v=1 records kept the v=1 form */
+	struct buf h;
+	buf_init(&h);
+	trace__header_make(&h, &key_new, GATE, TID, T0, "<a  b@c>", 1);
+	buf_append(&h, "", 0);
+	char *v1 = str_printf("%sMessage-ID: <a  b@c>\r\n\r\nbody\r\n", h.data);
+	ck_assert_int_eq(check(v1, &key_new, 1, &f), TRACE_VALID);
+	ck_assert_int_eq(trace_header_against_record(&f, &key_new, 1, "<a b@c>"), TRACE_VALID);
+	ck_assert_int_eq(trace_header_against_record(&f, &key_new, 1, "<ab@c>"), TRACE_COPIED);
+	free(v1);
+	buf_free(&h);
+	free(m);
+}
+END_TEST
+
 /* ---- abuse reports ---------------------------------------------------------- */
 
 #define BOUNDARY "===============7773248893524682793=="
@@ -633,6 +821,170 @@ START_TEST(test_arf)
 	free(r);
 	free(lf);
 	free(m);
+}
+END_TEST
+
+/* Someone's genuine message attached to a message of ours: the top level
+ * decides whenever it shows it passed through this gate. */
+#define OTHER_TID "zyxwvutsrqponmlkjihgfedcba"
+
+static char *enclosing(const char *top_headers, const char *inner)
+{
+	return str_printf("%sMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n"
+	                  "\r\n--b\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n"
+	                  "--b\r\nContent-Type: message/rfc822\r\n\r\n%s\r\n--b--\r\n",
+	                  top_headers, inner);
+}
+
+START_TEST(test_enclosed_never_outranks)
+{
+	/* the victim's genuine message */
+	struct trace_scan *ts = trace_scan_new(&key_new, GATE, OTHER_TID, T0);
+	struct buf inner;
+	buf_init(&inner);
+	trace_scan_feed(ts, plain_msg, strlen(plain_msg), &inner);
+	trace_scan_finish(ts, &inner);
+	trace_scan_free(ts);
+	buf_append(&inner, "", 0);
+	/* the sender's own, signed by the gate */
+	char *msg = enclosing("From: <mallory@example.org>\r\nMessage-ID: <m@example.org>\r\n",
+	                      inner.data);
+	char *ours = scan_all(&key_new, msg, strlen(msg), NULL);
+	struct trace_found f;
+	ck_assert_int_eq(check(ours, &key_new, 1, &f), TRACE_VALID);
+	ck_assert_str_eq(f.trace_id, TID);
+	ck_assert(!f.enclosed);
+	ck_assert_uint_eq(f.nquoted, 1);
+	ck_assert(f.quoted[0].enclosed && !f.quoted[0].renamed);
+	ck_assert_int_eq(f.quoted[0].verdict, TRACE_VALID);
+	ck_assert_str_eq(f.quoted[0].trace_id, OTHER_TID);
+
+	/* the top-level header damaged, altered or missing: never the other */
+	char *v = header_value(ours);
+	char *hdr = str_printf("X-Postern-Trace:%s\r\n", v);
+	char *forged = replace(v, "t=17", "t=18");
+	char *other_gate = replace(v, "g=gw1.", "g=gw9.");
+	const char *tops[][2] = {
+		{ v, forged },
+		{ v, " v=2; junk" },
+		{ "<m@example.org>", "<changed@example.org>" },
+	};
+	const enum trace_verdict want[] = { TRACE_FORGED, TRACE_MALFORMED, TRACE_FORGED };
+	for (size_t i = 0; i < ARRAY_LEN(tops); i++) {
+		char *x = replace(ours, tops[i][0], tops[i][1]);
+		ck_assert_msg(check(x, &key_new, 1, &f) == want[i], "case %zu: %s", i,
+		              trace_verdict_name(f.verdict));
+		ck_assert_str_ne(f.trace_id, OTHER_TID);
+		ck_assert(!f.enclosed);
+		ck_assert_uint_eq(f.nquoted, 1);
+		ck_assert_str_eq(f.quoted[0].trace_id, OTHER_TID);
+		free(x);
+	}
+	/* gone, with our Received line left: still ours, so missing */
+	char *stripped = replace(ours, hdr, "");
+	char *rcvd = str_printf("Received: from x (y [192.0.2.1])\r\n\tby  GW1.example.net\r\n "
+	                        "(Postern) with ESMTPSA id Q;\r\n\tMon, 1 Jan 2024\r\n%s", stripped);
+	ck_assert_int_eq(check(rcvd, &key_new, 1, &f), TRACE_MISSING);
+	ck_assert_uint_eq(f.nquoted, 1);
+	ck_assert_str_eq(f.quoted[0].trace_id, OTHER_TID);
+	free(rcvd);
+	/* another gate's Received, or another product's, does not count */
+	static const char *const not_ours[] = {
+		"Received: by gw1.example.net (Postfix) with ESMTP id Q\r\n",
+		"Received: by gw1.example.net.evil (Postern) with ESMTP id Q\r\n",
+		"Received: from gw1.example.net (Postern) by x\r\n",
+	};
+	for (size_t i = 0; i < ARRAY_LEN(not_ours); i++) {
+		char *x = str_printf("%s%s", not_ours[i], stripped);
+		ck_assert_msg(check(x, &key_new, 1, &f) == TRACE_VALID, "case %zu", i);
+		ck_assert(f.enclosed);
+		ck_assert_str_eq(f.trace_id, OTHER_TID);
+		ck_assert_str_eq(f.message_id, "<20231114.1234@example.org>");
+		free(x);
+	}
+	/* another gate's header at the top does not count either (an ISP's
+	 * report through its own gate), nor does it get quoted */
+	char *x = replace(ours, v, other_gate);
+	ck_assert_int_eq(check(x, &key_new, 1, &f), TRACE_VALID);
+	ck_assert(f.enclosed);
+	ck_assert_str_eq(f.trace_id, OTHER_TID);
+	ck_assert_uint_eq(f.nquoted, 0);
+	free(x);
+	/* no trace of us at the top: the enclosed one decides, and what it
+	 * outranks among the enclosed is quoted */
+	char *two = enclosing("From: <desk@isp.example>\r\n", msg);
+	char *two_signed = str_printf("From: <desk@isp.example>\r\nContent-Type: multipart/mixed; "
+	                              "boundary=\"c\"\r\n\r\n--c\r\nContent-Type: message/rfc822\r\n"
+	                              "\r\n%s\r\n--c\r\nContent-Type: message/rfc822\r\n\r\n%s\r\n"
+	                              "--c--\r\n", stripped, ours);
+	ck_assert_int_eq(check(two_signed, &key_new, 1, &f), TRACE_VALID);
+	ck_assert(f.enclosed);
+	ck_assert_str_eq(f.trace_id, OTHER_TID);
+	ck_assert_uint_eq(f.nquoted, 2);
+	ck_assert_str_eq(f.quoted[0].trace_id, TID);
+	ck_assert_str_eq(f.quoted[1].trace_id, OTHER_TID);
+	free(two_signed);
+	free(two);
+	free(stripped);
+	free(other_gate);
+	free(forged);
+	free(hdr);
+	free(v);
+	free(ours);
+	free(msg);
+	buf_free(&inner);
+}
+END_TEST
+
+/* A sender's copy of someone's genuine header is renamed on the way in;
+ * the lookup quotes it and never takes it for the sender. */
+START_TEST(test_prior_is_evidence)
+{
+	char *genuine = signed_msg(&key_old);
+	char *v = header_value(genuine);
+	char *copy = str_printf("X-Postern-Trace:%s\r\n%s", v, plain_msg);
+	struct trace_scan *ts = trace_scan_new(&key_new, GATE, OTHER_TID, T0);
+	struct buf out;
+	buf_init(&out);
+	trace_scan_feed(ts, copy, strlen(copy), &out);
+	trace_scan_finish(ts, &out);
+	trace_scan_free(ts);
+	buf_append(&out, "", 0);
+	ck_assert_ptr_nonnull(strstr(out.data, "X-Postern-Trace-Prior:"));
+	struct trace_key ring[2] = { key_new, key_old };
+	struct trace_found f;
+	ck_assert_int_eq(check(out.data, ring, 2, &f), TRACE_VALID);
+	ck_assert_str_eq(f.trace_id, OTHER_TID);
+	ck_assert_str_eq(f.key_id, "new");
+	ck_assert_uint_eq(f.nquoted, 1);
+	ck_assert(f.quoted[0].renamed && !f.quoted[0].enclosed);
+	ck_assert_int_eq(f.quoted[0].verdict, TRACE_VALID);
+	ck_assert_str_eq(f.quoted[0].trace_id, TID);
+	/* only the renamed one left: nothing is attributed */
+	char *ov = header_value(out.data);
+	char *oh = str_printf("X-Postern-Trace:%s\r\n", ov);
+	char *only = replace(out.data, oh, "");
+	ck_assert_int_eq(check(only, ring, 2, &f), TRACE_MISSING);
+	ck_assert_str_eq(f.trace_id, "");
+	ck_assert_uint_eq(f.nquoted, 1);
+	ck_assert_str_eq(f.quoted[0].trace_id, TID);
+	/* many: counted, not kept */
+	struct buf many;
+	buf_init(&many);
+	for (int i = 0; i < TRACE_QUOTED_MAX + 3; i++)
+		buf_printf(&many, "X-Postern-Trace-Prior:%s\r\n", v);
+	buf_puts(&many, plain_msg);
+	ck_assert_int_eq(check(many.data, ring, 2, &f), TRACE_MISSING);
+	ck_assert_uint_eq(f.nquoted, TRACE_QUOTED_MAX);
+	ck_assert(f.quoted_more);
+	buf_free(&many);
+	free(only);
+	free(oh);
+	free(ov);
+	buf_free(&out);
+	free(copy);
+	free(v);
+	free(genuine);
 }
 END_TEST
 
@@ -1001,6 +1353,81 @@ START_TEST(test_scan_no_key)
 }
 END_TEST
 
+/* On submission the gate adds the Message-ID a client left out, before
+ * its trace header, so that the MAC and the record have the one every
+ * later hop sees. */
+#define ADDED "<" TID "@" GATE ">"
+
+START_TEST(test_scan_adds_message_id)
+{
+	for (size_t k = 0; k < ARRAY_LEN(split_msgs); k++) {
+		const char *msg = split_msgs[k];
+		size_t n = strlen(msg);
+		for (int keyed = 0; keyed < 2; keyed++) {
+			const struct trace_key *key = keyed ? &key_new : NULL;
+			char sha[65];
+			char *whole = scan_with(key, ADDED, msg, n, sha);
+			struct trace_scan *plain = trace_scan_new(key, GATE, TID, T0);
+			struct buf po;
+			buf_init(&po);
+			trace_scan_feed(plain, msg, n, &po);
+			trace_scan_finish(plain, &po);
+			bool had = trace_scan_message_id(plain)[0] != '\0' ||
+			           strcasestr(whole, "Message-ID: " ADDED) == NULL;
+			/* any split gives the same */
+			for (size_t i = 0; i <= n; i++) {
+				struct trace_scan *ts = trace_scan_new(key, GATE, TID, T0);
+				trace_scan_add_message_id(ts, ADDED);
+				struct buf out;
+				buf_init(&out);
+				trace_scan_feed(ts, msg, i, &out);
+				trace_scan_feed(ts, msg + i, n - i, &out);
+				trace_scan_finish(ts, &out);
+				ck_assert_msg(out.len == strlen(whole) &&
+				              memcmp(out.data, whole, out.len) == 0, "msg %zu cut %zu", k, i);
+				ck_assert_str_eq(trace_scan_sha256(ts), sha);
+				if (!had)
+					ck_assert_str_eq(trace_scan_message_id(ts), ADDED);
+				trace_scan_free(ts);
+				buf_free(&out);
+			}
+			if (had) {
+				/* a Message-ID of its own: nothing added */
+				ck_assert_msg(po.len == strlen(whole) && memcmp(po.data, whole, po.len) == 0,
+				              "msg %zu", k);
+			} else if (keyed) {
+				ck_assert_ptr_nonnull(strstr(whole, "Message-ID: " ADDED "\r\nX-Postern-Trace: "));
+			}
+			if (keyed) {
+				struct trace_found f;
+				ck_assert_int_eq(check(whole, &key_new, 1, &f), TRACE_VALID);
+				ck_assert_str_eq(f.message_id, had ? trace_scan_message_id(plain) : ADDED);
+			}
+			trace_scan_free(plain);
+			buf_free(&po);
+			free(whole);
+		}
+	}
+	/* placed like the trace header: headers only, unterminated, none */
+	char *o = scan_with(NULL, ADDED, "Subject: x", 10, NULL);
+	ck_assert_str_eq(o, "Subject: x\r\nMessage-ID: " ADDED "\r\n");
+	free(o);
+	o = scan_with(NULL, ADDED, "Subject: x\r\n\r\nbody\r\n", 20, NULL);
+	ck_assert_str_eq(o, "Subject: x\r\nMessage-ID: " ADDED "\r\n\r\nbody\r\n");
+	free(o);
+	o = scan_with(NULL, ADDED, " no headers\r\n", 13, NULL);
+	ck_assert_str_eq(o, "Message-ID: " ADDED "\r\n\r\n no headers\r\n");
+	free(o);
+	o = scan_with(NULL, ADDED, "", 0, NULL);
+	ck_assert_str_eq(o, "Message-ID: " ADDED "\r\n");
+	free(o);
+	/* an empty Message-ID field is the client's: none added */
+	o = scan_with(NULL, ADDED, "Message-ID:\r\n\r\nb\r\n", 18, NULL);
+	ck_assert_str_eq(o, "Message-ID:\r\n\r\nb\r\n");
+	free(o);
+}
+END_TEST
+
 START_TEST(test_scan_long_msgid)
 {
 	/* a Message-ID longer than a line may be is cut the same way on both sides */
@@ -1140,15 +1567,22 @@ int main(void)
 	tcase_add_test(tc, test_malformed);
 	tcase_add_test(tc, test_several_headers);
 	tcase_add_test(tc, test_folding);
+	tcase_add_test(tc, test_msgid_forms);
+	tcase_add_test(tc, test_v1_compat);
+	tcase_add_test(tc, test_relaying);
+	tcase_add_test(tc, test_against_record);
 	tcase_add_test(tc, test_arf);
 	tcase_add_test(tc, test_encoded_attachment);
 	tcase_add_test(tc, test_nesting_limit);
+	tcase_add_test(tc, test_enclosed_never_outranks);
+	tcase_add_test(tc, test_prior_is_evidence);
 	tcase_add_test(tc, test_hostile);
 	tcase_add_test(tc, test_scan_hash);
 	tcase_add_test(tc, test_scan_splits);
 	tcase_add_test(tc, test_scan_renames_client_trace_header);
 	tcase_add_test(tc, test_scan_placement);
 	tcase_add_test(tc, test_scan_no_key);
+	tcase_add_test(tc, test_scan_adds_message_id);
 	tcase_add_test(tc, test_scan_long_msgid);
 	tcase_add_test(tc, test_scan_find_agree);
 	tcase_add_test(tc, test_scan_large);
