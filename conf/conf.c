@@ -315,6 +315,7 @@ static cfg_opt_t policy_opts[] = {
 	CFG_STR("auth_window", "15m", CFGF_NONE),
 	CFG_STR("auth_lockout", "15m", CFGF_NONE),
 	CFG_STR("auth_delay_max", "8s", CFGF_NONE),
+	CFG_BOOL("allow_untrusted_routing", cfg_false, CFGF_NONE),
 	CFG_END()
 };
 
@@ -588,6 +589,7 @@ static void conf_fill(struct conf *c, cfg_t *cfg, const char *dir)
 	c->auth_window = conf_seconds(pol, "auth_window");
 	c->auth_lockout = conf_seconds(pol, "auth_lockout");
 	c->auth_delay_max_ms = conf_seconds(pol, "auth_delay_max") * 1000;
+	c->allow_untrusted_routing = cfg_getbool(pol, "allow_untrusted_routing");
 
 	cfg_t *dns = cfg_getsec(cfg, "dns");
 	c->ndns_servers = conf_strlist(dns, "servers", &c->dns_servers);

@@ -87,6 +87,7 @@ struct conf {
 	unsigned auth_window;          /* seconds failures are remembered */
 	unsigned auth_lockout;         /* seconds */
 	unsigned auth_delay_max_ms;
+	bool allow_untrusted_routing;  /* mx: '%', '!', '@' in local parts */
 
 	/* dns */
 	char **dns_servers;      /* empty: /etc/resolv.conf */

@@ -34,6 +34,10 @@ struct policy_conf {
 	bool require_auth;       /* submission, smtps */
 	bool require_tls;        /* every listener: Postern takes mail only over TLS */
 	bool local_only;         /* mx: recipients in local domains only */
+	/* mx: accept '%', '!' and '@' in a local part (sender-specified
+	 * routing, which a downstream may honour: Postfix's setting of the
+	 * same name). */
+	bool allow_untrusted_routing;
 	unsigned max_recipients; /* per message; 0: unlimited */
 	const char *const *local_domains;
 	size_t nlocal_domains;
@@ -85,8 +89,9 @@ struct policy_verdict {
  * from is the path without brackets, "" for the null sender. */
 void policy_check_mail(const struct policy_conf *pc, const struct policy_session *ps,
                        const char *from, struct policy_verdict *v);
-/* RCPT: max_recipients (452 4.5.3), relay_denied (550 5.7.1), auth_required
- * (530). nrcpts: recipients already accepted in this transaction. */
+/* RCPT: max_recipients (452 4.5.3), relay_denied and untrusted_routing
+ * (550 5.7.1), auth_required (530). nrcpts: recipients already accepted
+ * in this transaction. */
 void policy_check_rcpt(const struct policy_conf *pc, const struct policy_session *ps,
                        const char *rcpt, size_t nrcpts, struct policy_verdict *v);
 /* Whether the domain of addr (after the last '@') is one of the local

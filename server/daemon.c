@@ -80,6 +80,7 @@ static struct policy_conf *daemon_policy_conf(const struct conf *c, const struct
 		.require_auth = lc->require_auth,
 		.require_tls = lc->require_tls,
 		.local_only = lc->mode == CONF_MODE_MX,
+		.allow_untrusted_routing = c->allow_untrusted_routing,
 		.max_recipients = c->max_recipients,
 		.local_domains = (const char *const *)c->local_domains,
 		.nlocal_domains = c->nlocal_domains,

@@ -423,6 +423,66 @@ START_TEST(test_check_rcpt)
 }
 END_TEST
 
+/* Routing in the local part (RFC 5321 3.6.1 and appendix C: '%', '!' and
+ * '@', quoted or not) on mx: a downstream that honours it would relay
+ * for anyone. The path keeps a quoted local part's quotes. */
+static const struct {
+	enum listener l;
+	bool allow;              /* policy { allow_untrusted_routing } */
+	const char *ip, *account, *rcpt;
+	int code;
+	const char *rule;
+} routing_cases[] = {
+	{ MX, false, "203.0.113.1", NULL, "victim%evil.example@example.org", 550, "untrusted_routing" },
+	{ MX, false, "203.0.113.1", NULL, "evil.example!victim@example.org", 550, "untrusted_routing" },
+	{ MX, false, "203.0.113.1", NULL, "\"victim@evil.example\"@example.org", 550,
+	  "untrusted_routing" },
+	{ MX, false, "203.0.113.1", NULL, "\"victim%evil.example\"@EXAMPLE.ORG", 550,
+	  "untrusted_routing" },
+	{ MX, false, "203.0.113.1", NULL, "\"victim\\@evil.example\"@example.org", 550,
+	  "untrusted_routing" },                                     /* a quoted-pair '@' */
+	{ MX, false, "203.0.113.1", NULL, "postmaster%evil.example@example.org", 550,
+	  "untrusted_routing" },
+	{ MX, false, "10.0.0.5", NULL, "victim%evil.example@example.org", 550,
+	  "untrusted_routing" },                                     /* mx trusts nobody */
+	{ MX, false, "203.0.113.1", NULL, "victim%evil.example@elsewhere.net", 550,
+	  "relay_denied" },                                          /* not ours at all */
+	{ MX, false, "203.0.113.1", NULL, "first.last+tag@example.org", 0, NULL },
+	{ MX, false, "203.0.113.1", NULL, "\"first last\"@example.org", 0, NULL },
+	{ MX, false, "203.0.113.1", NULL, "\"a\\\"b\"@example.org", 0, NULL },
+	{ MX, false, "203.0.113.1", NULL, "postmaster", 0, NULL },
+	{ MX, true, "203.0.113.1", NULL, "victim%evil.example@example.org", 0, NULL },
+	{ MX, true, "203.0.113.1", NULL, "\"victim@evil.example\"@example.org", 0, NULL },
+	{ MX, true, "203.0.113.1", NULL, "victim%evil.example@elsewhere.net", 550, "relay_denied" },
+	/* Submission relays for its accounts anyway: nothing to route around. */
+	{ SUBMISSION, false, "203.0.113.1", "bob", "victim%evil.example@elsewhere.net", 0, NULL },
+};
+
+START_TEST(test_check_rcpt_routing)
+{
+	char err[256];
+	const char *tn[] = { "10.0.0.0/8" };
+	struct policy_netlist *nl = policy_netlist_parse(tn, 1, err, sizeof(err));
+	for (size_t i = 0; i < ARRAY_LEN(routing_cases); i++) {
+		struct policy_conf pc = make_conf(routing_cases[i].l, NULL, nl);
+		pc.allow_untrusted_routing = routing_cases[i].allow;
+		struct policy_session ps = { .tls = true,
+			                     .authenticated = routing_cases[i].account != NULL,
+			                     .account = routing_cases[i].account,
+			                     .client_ip = routing_cases[i].ip };
+		struct policy_verdict v;
+		policy_check_rcpt(&pc, &ps, routing_cases[i].rcpt, 0, &v);
+		ck_assert_msg(v.code == routing_cases[i].code, "case %zu: code %d", i, v.code);
+		ck_assert_msg((v.rule == NULL) == (routing_cases[i].rule == NULL) &&
+		                      (!v.rule || strcmp(v.rule, routing_cases[i].rule) == 0),
+		              "case %zu: rule %s", i, v.rule ? v.rule : "(none)");
+		if (v.code)
+			ck_assert_str_eq(v.enh, "5.7.1");
+	}
+	policy_netlist_free(nl);
+}
+END_TEST
+
 START_TEST(test_tables)
 {
 	char err[256], *path = write_temp(map_text);
@@ -915,7 +975,8 @@ static Suite *policy_suite(void)
 		{ "sendermap", test_sender_limits },     { "sendermap", test_sender_bad_files },
 		{ "bigmap", test_sender_big_map },       { "netlist", test_netlist },
 		{ "netlist", test_netlist_bad },         { "verdicts", test_check_mail },
-		{ "verdicts", test_check_rcpt },         { "verdicts", test_tables },
+		{ "verdicts", test_check_rcpt },         { "verdicts", test_check_rcpt_routing },
+		{ "verdicts", test_tables },
 		{ "header_from", test_header_from_parse }, { "header_from", test_header_from_check },
 		{ "limiter", test_limiter_refill },      { "flood", test_limiter_bounded },
 		{ "limits", test_conncount },            { "limits", test_check_connect },
