@@ -191,17 +191,26 @@ unsigned policy_conncount_dec(struct policy_conncount *cc, const char *ip, unsig
 
 struct policy_authguard *policy_authguard_new(void);
 void policy_authguard_free(struct policy_authguard *g);
-/* Before the SASL exchange (account NULL): the IP's lockout only,
+/* An attempt names an account (auth_account_name(): one name for every
+ * spelling) and typed, the name as the client spelled it; failures count
+ * under both (once when they are the same, without case), so that
+ * guesses under several spellings add up and a lock on either holds.
+ * Either may be NULL.
+ *
+ * Before the SASL exchange (both NULL): the IP's lockout only,
  * auth_ip_locked (421 4.7.0: answer and close). Once the exchange decoded
- * the name: also the pair's lockout, auth_locked (454 4.7.0). */
+ * the name: also the pairs' lockouts, auth_locked (454 4.7.0). */
 void policy_auth_check(struct policy_authguard *g, const struct policy_conf *pc, const char *ip,
-                       const char *account, double now, struct policy_verdict *v);
-/* Records a failure (account may be NULL when none was decoded) and
- * returns the milliseconds to wait before answering 535. Logs
- * "event=auth_lockout" when it arms a lockout. */
+                       const char *account, const char *typed, double now,
+                       struct policy_verdict *v);
+/* Records a failure (no names when none was decoded) and returns the
+ * milliseconds to wait before answering 535, from the higher count.
+ * Logs "event=auth_lockout" when it arms a lockout. */
 unsigned policy_auth_failed(struct policy_authguard *g, const struct policy_conf *pc,
-                            const char *ip, const char *account, double now);
-void policy_auth_succeeded(struct policy_authguard *g, const char *ip, const char *account);
+                            const char *ip, const char *account, const char *typed, double now);
+/* Forgets the failures of the names of a successful login. */
+void policy_auth_succeeded(struct policy_authguard *g, const char *ip, const char *account,
+                           const char *typed);
 
 /* ---- shared state and the checks that use it (limits.c) ---------------------- */
 

@@ -44,16 +44,18 @@ static void auth_work_free(struct auth_work *aw)
 }
 
 /* Refuses an exchange for a locked (address, account) pair or address.
- * account is NULL before the client said who it is. */
-static bool session_auth_refused(struct session *s, const char *account)
+ * account (the one name of the account, auth_account_name) and typed
+ * (the name as the client spelled it) are NULL before the client said
+ * who it is. */
+static bool session_auth_refused(struct session *s, const char *account, const char *typed)
 {
 	struct policy_verdict v;
-	policy_auth_check(s->w->d->pstate->guard, session_policy(s), s->client_ip, account,
+	policy_auth_check(s->w->d->pstate->guard, session_policy(s), s->client_ip, account, typed,
 	                  session_now(), &v);
 	if (v.code == 0)
 		return false;
 	log_warn("event=auth sid=%s client=%s user=%s result=locked rule=%s", s->sid, s->client_ip,
-	         log_q(account), v.rule);
+	         log_q(typed ? typed : account), v.rule);
 	session_trace_reject(s, "AUTH", v.rule, v.code, v.enh, v.text, NULL);
 	session_error(s, v.code, v.enh, "%s", v.text);
 	if (v.code == 421)
@@ -61,9 +63,9 @@ static bool session_auth_refused(struct session *s, const char *account)
 	return true;
 }
 
-static bool session_auth_locked(struct session *s, const char *account)
+static bool session_auth_locked(struct session *s, const char *account, const char *typed)
 {
-	if (!session_auth_refused(s, account))
+	if (!session_auth_refused(s, account, typed))
 		return false;
 	auth_session_free(s->auth);
 	s->auth = NULL;
@@ -75,14 +77,19 @@ static bool session_auth_locked(struct session *s, const char *account)
 /* challenge: the 334 text for AUTH_CONTINUE, else unused. */
 static void session_auth_result(struct session *s, int result, const char *challenge)
 {
-	const char *user;
+	const char *user, *typed;
 	switch (result) {
 	case AUTH_OK:
-		/* A locked account stays locked, right password or not: otherwise
-		 * the lockout would still let an attacker test guesses. */
-		if (session_auth_locked(s, auth_username(s->auth)))
+		/* A locked account stays locked, right password or not, and under
+		 * any spelling: otherwise the lockout would still let an attacker
+		 * test guesses. */
+		typed = auth_attempted_user(s->auth);
+		if (session_auth_locked(s, auth_username(s->auth), typed))
 			break;
-		policy_auth_succeeded(s->w->d->pstate->guard, s->client_ip, auth_username(s->auth));
+		policy_auth_succeeded(s->w->d->pstate->guard, s->client_ip, auth_username(s->auth),
+		                      typed);
+		/* The one name of the account, whichever way it was spelled: the
+		 * sender map, rate limits, trace store and logs all key on it. */
 		s->account = str_dup(auth_username(s->auth));
 		s->auth_mech = str_dup(auth_mech(s->auth));
 		log_info("event=auth sid=%s client=%s mech=%s user=%s result=ok%s", s->sid,
@@ -113,8 +120,11 @@ static void session_auth_result(struct session *s, int result, const char *chall
 			session_error(s, 501, "5.5.2", "Cannot decode the response");
 			break;
 		}
-		user = auth_attempted_user(s->auth);
-		if (user && session_auth_locked(s, user))
+		/* Counted for the account the name would be, had Cyrus taken it
+		 * (the same rule), and for the name as typed. */
+		user = auth_attempted_account(s->auth);
+		typed = auth_attempted_user(s->auth);
+		if (user && session_auth_locked(s, user, typed))
 			break;
 		struct trace_reject tr = {
 			.time = time(NULL), .sid = s->sid, .listener = s->l->conf->name,
@@ -127,10 +137,11 @@ static void session_auth_result(struct session *s, int result, const char *chall
 		 * shape. Everything the client chose comes after client=. */
 		log_info("event=auth sid=%s client=%s mech=%s user=%s result=fail reason=%s",
 		         s->sid, s->client_ip, auth_mech(s->auth) ? auth_mech(s->auth) : "-",
-		         log_q(user), log_q(why));
+		         log_q(typed), log_q(why));
 		/* The delay grows with the failures of this (address, account). */
 		s->auth_delay_ms = policy_auth_failed(s->w->d->pstate->guard, session_policy(s),
-		                                      s->client_ip, user ? user : "", session_now());
+		                                      s->client_ip, user ? user : "", typed,
+		                                      session_now());
 		/* A fresh SASL object for the next attempt. */
 		auth_session_free(s->auth);
 		s->auth = NULL;
@@ -247,7 +258,7 @@ void session_cmd_auth(struct session *s, struct smtp_cmd *cmd)
 		session_error(s, 504, "5.5.4", "Unrecognized authentication type");
 		return;
 	}
-	if (session_auth_refused(s, NULL))
+	if (session_auth_refused(s, NULL, NULL))
 		return;
 	session_auth_dispatch(s, cmd->mech, cmd->initial);
 }

@@ -796,12 +796,14 @@ static struct policy_conf guard_conf(void)
 	return pc;
 }
 
-/* One step: 'f' failure (want: delay), 's' success, 'c' check (want: code). */
+/* One step: 'f' failure (want: delay), 's' success, 'c' check (want: code).
+ * typed: the name as the client spelled it, when not the account's. */
 struct guard_step {
 	char op;
 	const char *ip, *account;
 	double now;
 	unsigned want;
+	const char *typed;
 };
 
 static void run_guard(const struct guard_step *steps, size_t n, unsigned ip_budget)
@@ -813,12 +815,12 @@ static void run_guard(const struct guard_step *steps, size_t n, unsigned ip_budg
 		const struct guard_step *s = &steps[i];
 		struct policy_verdict v;
 		if (s->op == 'f') {
-			unsigned d = policy_auth_failed(g, &pc, s->ip, s->account, s->now);
+			unsigned d = policy_auth_failed(g, &pc, s->ip, s->account, s->typed, s->now);
 			ck_assert_msg(d == s->want, "step %zu: delay %u", i, d);
 		} else if (s->op == 's') {
-			policy_auth_succeeded(g, s->ip, s->account);
+			policy_auth_succeeded(g, s->ip, s->account, s->typed);
 		} else {
-			policy_auth_check(g, &pc, s->ip, s->account, s->now, &v);
+			policy_auth_check(g, &pc, s->ip, s->account, s->typed, s->now, &v);
 			ck_assert_msg((unsigned)v.code == s->want, "step %zu: code %d", i, v.code);
 			if (v.code == 454)
 				ck_assert_str_eq(v.rule, "auth_locked");
@@ -830,60 +832,87 @@ static void run_guard(const struct guard_step *steps, size_t n, unsigned ip_budg
 }
 
 static const struct guard_step pair_steps[] = {
-	{ 'f', "192.0.2.1", "alice", 0, 100 },
-	{ 'f', "192.0.2.1", "alice", 1, 200 },     /* growing delay */
-	{ 'c', "192.0.2.1", "alice", 2, 0 },
-	{ 'f', "192.0.2.1", "alice", 2, 400 },     /* third: locked */
-	{ 'c', "192.0.2.1", "alice", 3, 454 },
-	{ 'c', "192.0.2.1", "ALICE", 3, 454 },
-	{ 'c', "192.0.2.9", "alice", 3, 0 },       /* the real user elsewhere */
-	{ 'c', "192.0.2.1", "bob", 3, 0 },         /* IP budget not spent (3 of 5) */
-	{ 'c', "192.0.2.1", NULL, 3, 0 },
-	{ 'c', "192.0.2.1", "alice", 301, 454 },
-	{ 'c', "192.0.2.1", "alice", 303, 0 },     /* lockout over */
-	{ 'f', "192.0.2.1", "alice", 303, 100 },   /* and the count starts afresh */
+	{ 'f', "192.0.2.1", "alice", 0, 100, NULL },
+	{ 'f', "192.0.2.1", "alice", 1, 200, NULL },     /* growing delay */
+	{ 'c', "192.0.2.1", "alice", 2, 0, NULL },
+	{ 'f', "192.0.2.1", "alice", 2, 400, NULL },     /* third: locked */
+	{ 'c', "192.0.2.1", "alice", 3, 454, NULL },
+	{ 'c', "192.0.2.1", "ALICE", 3, 454, NULL },
+	{ 'c', "192.0.2.9", "alice", 3, 0, NULL },       /* the real user elsewhere */
+	{ 'c', "192.0.2.1", "bob", 3, 0, NULL },         /* IP budget not spent (3 of 5) */
+	{ 'c', "192.0.2.1", NULL, 3, 0, NULL },
+	{ 'c', "192.0.2.1", "alice", 301, 454, NULL },
+	{ 'c', "192.0.2.1", "alice", 303, 0, NULL },     /* lockout over */
+	{ 'f', "192.0.2.1", "alice", 303, 100, NULL },   /* and the count starts afresh */
 };
 
 static const struct guard_step spray_steps[] = {
-	{ 'f', "198.51.100.7", "u1", 0, 100 },
-	{ 'f', "198.51.100.7", "u2", 0, 100 },
-	{ 'f', "198.51.100.7", "u3", 0, 100 },
-	{ 'f', "198.51.100.7", NULL, 0, 100 },     /* no name decoded: IP only */
-	{ 'c', "198.51.100.7", NULL, 0, 0 },
-	{ 'f', "198.51.100.7", "u5", 0, 100 },     /* fifth: the IP is locked */
-	{ 'c', "198.51.100.7", NULL, 1, 421 },
-	{ 'c', "198.51.100.7", "u9", 1, 421 },
-	{ 'c', "198.51.100.8", "u1", 1, 0 },
-	{ 'c', "198.51.100.7", NULL, 901, 0 },
+	{ 'f', "198.51.100.7", "u1", 0, 100, NULL },
+	{ 'f', "198.51.100.7", "u2", 0, 100, NULL },
+	{ 'f', "198.51.100.7", "u3", 0, 100, NULL },
+	{ 'f', "198.51.100.7", NULL, 0, 100, NULL },     /* no name decoded: IP only */
+	{ 'c', "198.51.100.7", NULL, 0, 0, NULL },
+	{ 'f', "198.51.100.7", "u5", 0, 100, NULL },     /* fifth: the IP is locked */
+	{ 'c', "198.51.100.7", NULL, 1, 421, NULL },
+	{ 'c', "198.51.100.7", "u9", 1, 421, NULL },
+	{ 'c', "198.51.100.8", "u1", 1, 0, NULL },
+	{ 'c', "198.51.100.7", NULL, 901, 0, NULL },
 };
 
 static const struct guard_step window_steps[] = {
-	{ 'f', "203.0.113.5", "carol", 0, 100 },
-	{ 'f', "203.0.113.5", "carol", 10, 200 },
-	{ 'f', "203.0.113.5", "carol", 611, 100 }, /* window over: forgotten */
-	{ 'f', "203.0.113.5", "carol", 612, 200 },
-	{ 'c', "203.0.113.5", "carol", 612, 0 },
-	{ 's', "203.0.113.5", "carol", 613, 0 },   /* success clears the pair */
-	{ 'f', "203.0.113.5", "carol", 614, 100 },
-	{ 'f', "203.0.113.5", "carol", 615, 200 },
-	{ 'c', "203.0.113.5", "carol", 615, 0 },
-	{ 'f', "203.0.113.5", "carol", 615, 400 },
-	{ 'c', "203.0.113.5", "carol", 616, 454 },
+	{ 'f', "203.0.113.5", "carol", 0, 100, NULL },
+	{ 'f', "203.0.113.5", "carol", 10, 200, NULL },
+	{ 'f', "203.0.113.5", "carol", 611, 100, NULL }, /* window over: forgotten */
+	{ 'f', "203.0.113.5", "carol", 612, 200, NULL },
+	{ 'c', "203.0.113.5", "carol", 612, 0, NULL },
+	{ 's', "203.0.113.5", "carol", 613, 0, NULL },   /* success clears the pair */
+	{ 'f', "203.0.113.5", "carol", 614, 100, NULL },
+	{ 'f', "203.0.113.5", "carol", 615, 200, NULL },
+	{ 'c', "203.0.113.5", "carol", 615, 0, NULL },
+	{ 'f', "203.0.113.5", "carol", 615, 400, NULL },
+	{ 'c', "203.0.113.5", "carol", 616, 454, NULL },
+};
+
+/* One account under several spellings (auth names the account; the
+ * typed name rides along): failures add up on the account, and a lock
+ * on either name holds. */
+static const struct guard_step spelling_steps[] = {
+	{ 'f', "192.0.2.1", "alice", 0, 100, "alice@mx.example" },
+	{ 'f', "192.0.2.1", "alice", 1, 200, NULL },
+	{ 'c', "192.0.2.1", "alice", 2, 0, "alice@mx.example" },
+	{ 'f', "192.0.2.1", "alice", 2, 400, "alice@MX.example" },  /* third: locked */
+	{ 'c', "192.0.2.1", "alice", 3, 454, NULL },
+	{ 'c', "192.0.2.1", "alice", 3, 454, "alice@mx.example" },
+	{ 'c', "192.0.2.9", "alice", 3, 0, "alice@mx.example" },
+	/* A success clears the account and the name it was typed as ... */
+	{ 's', "192.0.2.2", "bob", 0, 0, NULL },
+	{ 'f', "192.0.2.2", "bob", 0, 100, "bob@mx.example" },
+	{ 'f', "192.0.2.2", "bob", 1, 200, "bob@mx.example" },
+	{ 's', "192.0.2.2", "bob", 2, 0, NULL },
+	/* ... but not another spelling's count, which locks that spelling. */
+	{ 'f', "192.0.2.2", "bob", 3, 400, "bob@mx.example" },
+	{ 'c', "192.0.2.2", "bob", 4, 454, "bob@mx.example" },
+	{ 'c', "192.0.2.2", "bob", 4, 0, NULL },
+	/* The same name in another case is one name, counted once. */
+	{ 'f', "192.0.2.3", "carol", 0, 100, "CAROL" },
+	{ 'f', "192.0.2.3", "carol", 1, 200, "Carol" },
+	{ 'c', "192.0.2.3", "carol", 2, 0, NULL },
 };
 
 START_TEST(test_authguard)
 {
+	run_guard(spelling_steps, ARRAY_LEN(spelling_steps), 20);
 	run_guard(pair_steps, ARRAY_LEN(pair_steps), 5);
 	run_guard(spray_steps, ARRAY_LEN(spray_steps), 5);
 	/* 7 failures from one IP here: a budget of 5 would lock the IP first
 	 * (as the last rows of spray_steps show). */
 	run_guard(window_steps, ARRAY_LEN(window_steps), 20);
 	static const struct guard_step both[] = {
-		{ 'f', "203.0.113.5", "carol", 0, 100 }, { 'f', "203.0.113.5", "carol", 0, 200 },
-		{ 's', "203.0.113.5", "carol", 0, 0 },   { 'f', "203.0.113.5", "carol", 0, 100 },
-		{ 'f', "203.0.113.5", "carol", 0, 200 },
-		{ 'f', "203.0.113.5", "carol", 0, 400 }, /* fifth from this IP, third of the pair */
-		{ 'c', "203.0.113.5", "carol", 1, 421 }, /* the IP lock is checked first */
+		{ 'f', "203.0.113.5", "carol", 0, 100, NULL }, { 'f', "203.0.113.5", "carol", 0, 200, NULL },
+		{ 's', "203.0.113.5", "carol", 0, 0, NULL },   { 'f', "203.0.113.5", "carol", 0, 100, NULL },
+		{ 'f', "203.0.113.5", "carol", 0, 200, NULL },
+		{ 'f', "203.0.113.5", "carol", 0, 400, NULL }, /* fifth from this IP, third of the pair */
+		{ 'c', "203.0.113.5", "carol", 1, 421, NULL }, /* the IP lock is checked first */
 	};
 	run_guard(both, ARRAY_LEN(both), 5);
 }
@@ -897,9 +926,10 @@ START_TEST(test_auth_delay_cap)
 	pc.auth_ip_budget = 0;
 	struct policy_authguard *g = policy_authguard_new();
 	for (size_t i = 0; i < ARRAY_LEN(want); i++)
-		ck_assert_uint_eq(policy_auth_failed(g, &pc, "192.0.2.1", "dan", (double)i), want[i]);
+		ck_assert_uint_eq(policy_auth_failed(g, &pc, "192.0.2.1", "dan", NULL, (double)i),
+		                  want[i]);
 	struct policy_verdict v;
-	policy_auth_check(g, &pc, "192.0.2.1", "dan", 10, &v);
+	policy_auth_check(g, &pc, "192.0.2.1", "dan", NULL, 10, &v);
 	ck_assert_int_eq(v.code, 0);
 	policy_authguard_free(g);
 }
@@ -929,10 +959,10 @@ static void *hammer(void *arg)
 		policy_conncount_inc(h->st->conns, ip, NULL);
 		policy_conncount_inc(h->st->conns, "10.255.255.255", NULL);
 		struct policy_verdict v;
-		policy_auth_check(h->st->guard, &h->pc, ip, "victim", now, &v);
-		policy_auth_failed(h->st->guard, &h->pc, ip, "victim", now);
+		policy_auth_check(h->st->guard, &h->pc, ip, "victim", "Victim@x", now, &v);
+		policy_auth_failed(h->st->guard, &h->pc, ip, "victim", "Victim@x", now);
 		if (i % 7 == 0)
-			policy_auth_succeeded(h->st->guard, ip, "victim");
+			policy_auth_succeeded(h->st->guard, ip, "victim", NULL);
 		policy_conncount_dec(h->st->conns, "10.255.255.255", NULL);
 		policy_conncount_dec(h->st->conns, ip, NULL);
 	}
