@@ -497,15 +497,19 @@ static int decode(const char *text, char **out, unsigned *outlen)
 	size_t len = strlen(text);
 	if (len > MAX_B64_LEN)
 		return -1;
-	*out = xmalloc(len / 4 * 3 + 4);
+	size_t cap = len / 4 * 3 + 4;
+	*out = xmalloc(cap);
 	if (len == 0 || strcmp(text, "=") == 0) {
 		(*out)[0] = '\0';
 		return 0;
 	}
-	if (sasl_decode64(text, (unsigned)len, *out, (unsigned)(len / 4 * 3 + 4),
-	                  outlen) != SASL_OK) {
+	if (sasl_decode64(text, (unsigned)len, *out, (unsigned)cap, outlen) != SASL_OK) {
+		/* Cyrus stops at the first bad group: what came before it is
+		 * decoded already. */
+		explicit_bzero(*out, cap);
 		free(*out);
 		*out = NULL;
+		*outlen = 0;
 		return -1;
 	}
 	return 0;

@@ -4,6 +4,10 @@
  * (auth/) runs on the libuv thread pool because password backends block;
  * its completion finds the session by id and, if the session is gone,
  * frees the SASL object it was given.
+ *
+ * AUTH data is a password in base64: every copy made here (the work's
+ * input and challenge) is wiped when it is freed, on every path, and so
+ * is the client's line in the reader's buffer once it has been handed on.
  */
 #include "server/session.h"
 
@@ -35,10 +39,19 @@ static void auth_work_run(uv_work_t *req)
 		aw->result = auth_step(aw->auth, aw->input, &aw->challenge);
 }
 
+static void wipe_str(char *p)
+{
+	if (p)
+		explicit_bzero(p, strlen(p));
+}
+
 static void auth_work_free(struct auth_work *aw)
 {
 	free(aw->mech);
+	wipe_str(aw->input);
 	free(aw->input);
+	if (aw->challenge.data)
+		explicit_bzero(aw->challenge.data, aw->challenge.cap);
 	buf_free(&aw->challenge);
 	free(aw);
 }
@@ -225,7 +238,7 @@ static void session_ipport(char *out, size_t len, const char *ip, unsigned port)
 	snprintf(out, len, "%s;%u", ip, port);
 }
 
-void session_cmd_auth(struct session *s, struct smtp_cmd *cmd)
+static void session_auth_begin(struct session *s, struct smtp_cmd *cmd)
 {
 	if (s->l->conf->mode == CONF_MODE_MX) {
 		session_error(s, 503, "5.5.1", "Error: authentication not enabled");
@@ -263,6 +276,14 @@ void session_cmd_auth(struct session *s, struct smtp_cmd *cmd)
 	session_auth_dispatch(s, cmd->mech, cmd->initial);
 }
 
+void session_cmd_auth(struct session *s, struct smtp_cmd *cmd)
+{
+	session_auth_begin(s, cmd);
+	/* Refused or handed on (copied for the worker, or answered from the
+	 * cache): the initial response is no longer needed where it came in. */
+	wipe_str(cmd->initial);
+}
+
 void session_auth_abort(struct session *s)
 {
 	s->state = SS_COMMAND;
@@ -279,4 +300,5 @@ void session_auth_input(struct session *s, char *line, size_t len)
 		return;
 	}
 	session_auth_dispatch(s, NULL, line);
+	explicit_bzero(line, len);
 }
