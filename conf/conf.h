@@ -88,6 +88,7 @@ struct conf {
 	unsigned auth_lockout;         /* seconds */
 	unsigned auth_delay_max_ms;
 	bool allow_untrusted_routing;  /* mx: '%', '!', '@' in local parts */
+	unsigned ipv6_prefix;      /* per-address counters key IPv6 on this network */
 
 	/* dns */
 	char **dns_servers;      /* empty: /etc/resolv.conf */

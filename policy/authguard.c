@@ -35,6 +35,7 @@
 
 struct policy_authguard {
 	struct policy__shardmap *map;
+	unsigned ipv6_prefix;
 };
 
 struct fails {
@@ -50,9 +51,10 @@ static bool fails_expired(const void *rec, double now)
 	return now >= f->window_end && now >= f->locked_until;
 }
 
-struct policy_authguard *policy_authguard_new(void)
+struct policy_authguard *policy_authguard_new(unsigned ipv6_prefix)
 {
 	struct policy_authguard *g = xcalloc(1, sizeof(*g));
+	g->ipv6_prefix = ipv6_prefix;
 	g->map = policy__shardmap_new(sizeof(struct fails), CAP_PER_SHARD, fails_expired);
 	return g;
 }
@@ -65,11 +67,16 @@ void policy_authguard_free(struct policy_authguard *g)
 	free(g);
 }
 
-/* Fills key; false if ip/account are too long to be real. */
-static bool make_key(char *key, const char *ip, const char *account)
+/* Fills key, the client being its address or its IPv6 network (an
+ * attacker's /64 is one client); false if the account is too long to be
+ * real. */
+static bool make_key(const struct policy_authguard *g, char *key, const char *ip,
+                     const char *account)
 {
-	int n = account ? snprintf(key, KEY_MAX, "%s" SEP "%s", ip ? ip : "", account)
-	                : snprintf(key, KEY_MAX, "%s", ip ? ip : "");
+	char client[POLICY_CLIENT_KEY_MAX];
+	policy_client_key(ip, g->ipv6_prefix, client, sizeof(client));
+	int n = account ? snprintf(key, KEY_MAX, "%s" SEP "%s", client, account)
+	                : snprintf(key, KEY_MAX, "%s", client);
 	return n >= 0 && n < KEY_MAX;
 }
 
@@ -115,7 +122,7 @@ void policy_auth_check(struct policy_authguard *g, const struct policy_conf *pc,
 	char key[KEY_MAX];
 	const char *names[2];
 	*v = (struct policy_verdict){ 0 };
-	if (make_key(key, ip, NULL) && is_locked(g, key, now)) {
+	if (make_key(g, key, ip, NULL) && is_locked(g, key, now)) {
 		v->code = 421;
 		v->enh = "4.7.0";
 		v->text = "Too many failed authentications from your address; try later";
@@ -124,7 +131,7 @@ void policy_auth_check(struct policy_authguard *g, const struct policy_conf *pc,
 	}
 	size_t n = names_of(account, typed, names);
 	for (size_t i = 0; i < n; i++) {
-		if (make_key(key, ip, names[i]) && is_locked(g, key, now)) {
+		if (make_key(g, key, ip, names[i]) && is_locked(g, key, now)) {
 			v->code = 454;
 			v->enh = "4.7.0";
 			v->text = "Too many failed authentications; try later";
@@ -196,7 +203,7 @@ unsigned policy_auth_failed(struct policy_authguard *g, const struct policy_conf
 	unsigned count = 1;
 	if (!pc->auth_window)
 		return delay_for(pc, 1);  /* failures are not remembered */
-	if (make_key(key, ip, NULL)) {
+	if (make_key(g, key, ip, NULL)) {
 		unsigned lockout = pc->auth_ip_lockout ? pc->auth_ip_lockout : pc->auth_lockout;
 		struct fail_arg a = count_failure(g, key, now, pc->auth_window, pc->auth_ip_budget,
 		                                  lockout);
@@ -205,7 +212,7 @@ unsigned policy_auth_failed(struct policy_authguard *g, const struct policy_conf
 	}
 	size_t n = names_of(account, typed, names);
 	for (size_t i = 0; i < n; i++) {
-		if (!make_key(key, ip, names[i]))
+		if (!make_key(g, key, ip, names[i]))
 			continue;
 		struct fail_arg a = count_failure(g, key, now, pc->auth_window, pc->auth_max_failures,
 		                                  pc->auth_lockout);
@@ -229,6 +236,6 @@ void policy_auth_succeeded(struct policy_authguard *g, const char *ip, const cha
 	const char *names[2];
 	size_t n = names_of(account, typed, names);
 	for (size_t i = 0; i < n; i++)
-		if (make_key(key, ip, names[i]))
+		if (make_key(g, key, ip, names[i]))
 			policy__shardmap_with(g->map, key, 0, false, drop, NULL);
 }

@@ -153,6 +153,17 @@ void policy_netlist_free(struct policy_netlist *nl);
 /* An IPv4-mapped IPv6 client (::ffff:a.b.c.d) matches IPv4 entries. */
 bool policy_netlist_match(const struct policy_netlist *nl, const char *ip);
 
+/* The key per-address counters use for a client (connections, connection
+ * rate, AUTH budget and lockouts): an IPv4 address as it is, an
+ * IPv4-mapped one as IPv4, an IPv6 address as its network under
+ * ipv6_prefix (1..128) in canonical text, "2001:db8:1::/64" (one
+ * subscriber gets a /64 and can pick any address in it), or the address
+ * itself at 128. Anything else is copied, cut to fit. out gets at most
+ * size bytes, NUL included. */
+#define POLICY_IPV6_PREFIX 64
+#define POLICY_CLIENT_KEY_MAX 64
+void policy_client_key(const char *ip, unsigned ipv6_prefix, char *out, size_t size);
+
 /* ---- reloadable tables (policy.c) -------------------------------------------- */
 
 struct policy_tables {
@@ -181,7 +192,8 @@ size_t policy_limiter_size(struct policy_limiter *l);
 
 /* ---- concurrent connections (conncount.c) ------------------------------------ */
 
-struct policy_conncount *policy_conncount_new(void);
+/* Counts per client key (policy_client_key with ipv6_prefix). */
+struct policy_conncount *policy_conncount_new(unsigned ipv6_prefix);
 void policy_conncount_free(struct policy_conncount *cc);
 /* Both return the IP's new count; *total (may be NULL) gets the new total. */
 unsigned policy_conncount_inc(struct policy_conncount *cc, const char *ip, unsigned *total);
@@ -189,7 +201,8 @@ unsigned policy_conncount_dec(struct policy_conncount *cc, const char *ip, unsig
 
 /* ---- auth guard (authguard.c) ---------------------------------------------------- */
 
-struct policy_authguard *policy_authguard_new(void);
+/* Counts per client key (policy_client_key with ipv6_prefix). */
+struct policy_authguard *policy_authguard_new(unsigned ipv6_prefix);
 void policy_authguard_free(struct policy_authguard *g);
 /* An attempt names an account (auth_account_name(): one name for every
  * spelling) and typed, the name as the client spelled it; failures count
@@ -218,8 +231,12 @@ struct policy_state {
 	struct policy_limiter *limiter;
 	struct policy_conncount *conns;
 	struct policy_authguard *guard;
+	unsigned ipv6_prefix;  /* of every per-address key; fixed for the state's life */
 };
-struct policy_state *policy_state_new(void);
+/* ipv6_prefix (1..128, POLICY_IPV6_PREFIX) is fixed here, not in
+ * struct policy_conf: the counters outlive reloads, and a connection must
+ * be counted out under the key it was counted in. */
+struct policy_state *policy_state_new(unsigned ipv6_prefix);
 void policy_state_free(struct policy_state *st);
 
 /* At accept: connection_rate, max_connections, max_connections_per_ip

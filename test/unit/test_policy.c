@@ -666,9 +666,78 @@ END_TEST
 
 /* ---- connections and rates ------------------------------------------------------------- */
 
+/* Per-address counters key an IPv6 client on its network: one /64 is one
+ * subscriber, who has 2^64 addresses to rotate through. */
+static const struct {
+	const char *ip;
+	unsigned prefix;
+	const char *key;
+} client_keys[] = {
+	{ "192.0.2.7", 64, "192.0.2.7" },
+	{ "::ffff:192.0.2.7", 64, "192.0.2.7" },        /* IPv4-mapped is IPv4 */
+	{ "::ffff:192.0.2.7", 128, "192.0.2.7" },
+	{ "2001:db8:1::1", 64, "2001:db8:1::/64" },
+	{ "2001:db8:1:0:ffff:1:2:3", 64, "2001:db8:1::/64" },
+	{ "2001:DB8:1::1", 64, "2001:db8:1::/64" },
+	{ "2001:0db8:0001:0000:0000:0000:0000:0009", 64, "2001:db8:1::/64" },
+	{ "2001:db8:1:ab02::1", 56, "2001:db8:1:ab00::/56" },
+	{ "2001:db8:1:2::1", 48, "2001:db8:1::/48" },
+	{ "2001:db8::1", 1, "::/1" },
+	{ "2001:db8:1::1", 128, "2001:db8:1::1" },
+	{ "2001:0db8:0001::0001", 128, "2001:db8:1::1" },
+	{ "::1", 64, "::/64" },
+	{ "::1", 128, "::1" },
+	{ "fe80::1%lo", 64, "fe80::1%lo" },             /* not an address: as it is */
+	{ "not-an-ip", 64, "not-an-ip" },
+	{ "", 64, "" },
+};
+
+START_TEST(test_client_key)
+{
+	char key[POLICY_CLIENT_KEY_MAX];
+	for (size_t i = 0; i < ARRAY_LEN(client_keys); i++) {
+		policy_client_key(client_keys[i].ip, client_keys[i].prefix, key, sizeof(key));
+		ck_assert_msg(strcmp(key, client_keys[i].key) == 0, "case %zu: %s/%u -> %s", i,
+		              client_keys[i].ip, client_keys[i].prefix, key);
+	}
+	policy_client_key(NULL, 64, key, sizeof(key));
+	ck_assert_str_eq(key, "");
+	/* Too long to be an address: cut, never overrun. */
+	char big[200];
+	memset(big, 'a', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	policy_client_key(big, 64, key, sizeof(key));
+	ck_assert_uint_eq(strlen(key), sizeof(key) - 1);
+}
+END_TEST
+
+START_TEST(test_conncount_ipv6_prefix)
+{
+	struct policy_conncount *cc = policy_conncount_new(64);
+	unsigned total;
+	ck_assert_uint_eq(policy_conncount_inc(cc, "2001:db8:1::1", &total), 1);
+	ck_assert_uint_eq(policy_conncount_inc(cc, "2001:db8:1::2", &total), 2);
+	ck_assert_uint_eq(policy_conncount_inc(cc, "2001:db8:1:0:ffff::9", &total), 3);
+	ck_assert_uint_eq(policy_conncount_inc(cc, "2001:db8:2::1", &total), 1);
+	ck_assert_uint_eq(policy_conncount_inc(cc, "192.0.2.1", &total), 1);
+	ck_assert_uint_eq(policy_conncount_inc(cc, "::ffff:192.0.2.1", &total), 2);
+	ck_assert_uint_eq(total, 6);
+	ck_assert_uint_eq(policy_conncount_dec(cc, "2001:db8:1::2", &total), 2);
+	ck_assert_uint_eq(policy_conncount_dec(cc, "2001:db8:1::1", &total), 1);
+	ck_assert_uint_eq(policy_conncount_dec(cc, "2001:db8:1:0:ffff::9", &total), 0);
+	ck_assert_uint_eq(policy_conncount_dec(cc, "::ffff:192.0.2.1", &total), 1);
+	policy_conncount_free(cc);
+	/* /128: every address its own. */
+	cc = policy_conncount_new(128);
+	ck_assert_uint_eq(policy_conncount_inc(cc, "2001:db8:1::1", NULL), 1);
+	ck_assert_uint_eq(policy_conncount_inc(cc, "2001:db8:1::2", NULL), 1);
+	policy_conncount_free(cc);
+}
+END_TEST
+
 START_TEST(test_conncount)
 {
-	struct policy_conncount *cc = policy_conncount_new();
+	struct policy_conncount *cc = policy_conncount_new(POLICY_IPV6_PREFIX);
 	unsigned total;
 	ck_assert_uint_eq(policy_conncount_inc(cc, "192.0.2.1", &total), 1);
 	ck_assert_uint_eq(policy_conncount_inc(cc, "192.0.2.1", &total), 2);
@@ -708,9 +777,32 @@ static const struct {
 	{ "c", "192.0.2.1", 17, 0, NULL },  /* 4 a minute: a token every 15 s */
 };
 
+START_TEST(test_check_connect_ipv6)
+{
+	/* Three addresses of one /64 are one client: concurrency and rate. */
+	struct policy_state *st = policy_state_new(64);
+	struct policy_conf pc = make_conf(MX, NULL, NULL);
+	pc.max_conn_per_ip = 2;
+	pc.conn_per_ip_per_minute = 3;
+	struct policy_verdict v;
+	policy_check_connect(&pc, st, "2001:db8:1::1", 0, &v);
+	ck_assert_int_eq(v.code, 0);
+	policy_check_connect(&pc, st, "2001:db8:1::2", 0, &v);
+	ck_assert_int_eq(v.code, 0);
+	policy_check_connect(&pc, st, "2001:db8:1::3", 0, &v);
+	ck_assert_str_eq(v.rule, "max_connections_per_ip");
+	policy_check_connect(&pc, st, "2001:db8:2::1", 0, &v);
+	ck_assert_int_eq(v.code, 0);
+	policy_note_disconnect(st, "2001:db8:1::2");
+	policy_check_connect(&pc, st, "2001:db8:1::4", 0, &v);  /* the fourth this minute */
+	ck_assert_str_eq(v.rule, "connection_rate");
+	policy_state_free(st);
+}
+END_TEST
+
 START_TEST(test_check_connect)
 {
-	struct policy_state *st = policy_state_new();
+	struct policy_state *st = policy_state_new(POLICY_IPV6_PREFIX);
 	struct policy_conf pc = make_conf(MX, NULL, NULL);
 	pc.max_conn_per_ip = 2;
 	pc.max_conn_total = 3;
@@ -735,7 +827,7 @@ START_TEST(test_rates)
 {
 	char err[256];
 	struct policy_sendermap *m = load_text(map_text, err, sizeof(err), NULL);
-	struct policy_state *st = policy_state_new();
+	struct policy_state *st = policy_state_new(POLICY_IPV6_PREFIX);
 	struct policy_conf pc = make_conf(SUBMISSION, m, NULL);
 	pc.messages_per_hour = 3;
 	pc.recipients_per_hour = 0;
@@ -810,7 +902,7 @@ static void run_guard(const struct guard_step *steps, size_t n, unsigned ip_budg
 {
 	struct policy_conf pc = guard_conf();
 	pc.auth_ip_budget = ip_budget;
-	struct policy_authguard *g = policy_authguard_new();
+	struct policy_authguard *g = policy_authguard_new(POLICY_IPV6_PREFIX);
 	for (size_t i = 0; i < n; i++) {
 		const struct guard_step *s = &steps[i];
 		struct policy_verdict v;
@@ -899,8 +991,25 @@ static const struct guard_step spelling_steps[] = {
 	{ 'c', "192.0.2.3", "carol", 2, 0, NULL },
 };
 
+/* One /64 is one client for the AUTH budget and the pair lockout. */
+static const struct guard_step ipv6_steps[] = {
+	{ 'f', "2001:db8:1::1", "alice", 0, 100, NULL },
+	{ 'f', "2001:db8:1::2", "alice", 0, 200, NULL },
+	{ 'f', "2001:db8:1:0:ffff::3", "alice", 0, 400, NULL },  /* third: locked */
+	{ 'c', "2001:db8:1::4", "alice", 1, 454, NULL },
+	{ 'c', "2001:db8:2::1", "alice", 1, 0, NULL },
+	{ 'f', "2001:db8:1::5", "u1", 1, 100, NULL },
+	{ 'f', "2001:db8:1::6", "u2", 1, 100, NULL },       /* fifth of the /64 */
+	{ 'c', "2001:db8:1::7", NULL, 2, 421, NULL },
+	{ 'c', "2001:db8:1:0:ffff::1", "bob", 2, 421, NULL },
+	{ 'c', "2001:db8:1:1::1", NULL, 2, 0, NULL },       /* the next /64 */
+	{ 'f', "::ffff:192.0.2.1", "carol", 0, 100, NULL },
+	{ 'f', "192.0.2.1", "carol", 0, 200, NULL },          /* mapped is IPv4 */
+};
+
 START_TEST(test_authguard)
 {
+	run_guard(ipv6_steps, ARRAY_LEN(ipv6_steps), 5);
 	run_guard(spelling_steps, ARRAY_LEN(spelling_steps), 20);
 	run_guard(pair_steps, ARRAY_LEN(pair_steps), 5);
 	run_guard(spray_steps, ARRAY_LEN(spray_steps), 5);
@@ -924,7 +1033,7 @@ START_TEST(test_auth_delay_cap)
 	struct policy_conf pc = guard_conf();
 	pc.auth_max_failures = 0;  /* no lockout: watch the delay alone */
 	pc.auth_ip_budget = 0;
-	struct policy_authguard *g = policy_authguard_new();
+	struct policy_authguard *g = policy_authguard_new(POLICY_IPV6_PREFIX);
 	for (size_t i = 0; i < ARRAY_LEN(want); i++)
 		ck_assert_uint_eq(policy_auth_failed(g, &pc, "192.0.2.1", "dan", NULL, (double)i),
 		                  want[i]);
@@ -972,7 +1081,7 @@ static void *hammer(void *arg)
 START_TEST(test_threads)
 {
 	enum { NTHREADS = 4 };
-	struct policy_state *st = policy_state_new();
+	struct policy_state *st = policy_state_new(POLICY_IPV6_PREFIX);
 	struct hammer h[NTHREADS];
 	pthread_t t[NTHREADS];
 	for (int i = 0; i < NTHREADS; i++) {
@@ -1009,7 +1118,9 @@ static Suite *policy_suite(void)
 		{ "verdicts", test_tables },
 		{ "header_from", test_header_from_parse }, { "header_from", test_header_from_check },
 		{ "limiter", test_limiter_refill },      { "flood", test_limiter_bounded },
+		{ "limits", test_client_key },           { "limits", test_conncount_ipv6_prefix },
 		{ "limits", test_conncount },            { "limits", test_check_connect },
+		{ "limits", test_check_connect_ipv6 },
 		{ "limits", test_rates },                { "authguard", test_authguard },
 		{ "authguard", test_auth_delay_cap },    { "threads", test_threads },
 	};
