@@ -42,9 +42,10 @@ struct auth_session {
 	sasl_conn_t *conn;
 	char *realm;      /* server name given to Cyrus; scopes cache entries */
 	char *mechs;      /* cached sasl_listmech() result */
-	char *username;   /* authorization id after AUTH_OK */
+	char *username;   /* the account after AUTH_OK (auth_account_name) */
 	char *mech;       /* mechanism name after AUTH_OK */
-	char *attempted;  /* user name the client tried, sanitized */
+	char *attempted;  /* user name the client tried, raw, bounded */
+	char *attempted_account; /* ... and the account it names */
 	char mech_try[SASL_MECHNAMEMAX + 1]; /* mechanism of this exchange */
 	char error[MAX_ERROR_LEN];
 	bool active;      /* an exchange is in progress */
@@ -362,7 +363,8 @@ static void reset_attempt(struct auth_session *s)
 	free(s->username);
 	free(s->mech);
 	free(s->attempted);
-	s->username = s->mech = s->attempted = NULL;
+	free(s->attempted_account);
+	s->username = s->mech = s->attempted = s->attempted_account = NULL;
 	s->mech_try[0] = '\0';
 	s->error[0] = '\0';
 	s->active = s->final_sent = s->saw_client = s->done = s->cached = false;
@@ -411,13 +413,15 @@ static void set_error(struct auth_session *s, const char *msg)
 	str_sanitize(s->error, sizeof(s->error), msg, strlen(msg));
 }
 
+/* Kept raw: a sanitised copy would make a"b and a?b one key. Logs quote
+ * it (log_q). */
 static void set_attempted(struct auth_session *s, const char *user, size_t len)
 {
+	len = strnlen(user, len);
 	if (s->attempted || len == 0)
 		return;
-	char clean[MAX_USER_LEN + 1];
-	str_sanitize(clean, sizeof(clean), user, len);
-	s->attempted = str_dup(clean);
+	s->attempted = str_ndup(user, len < MAX_USER_LEN ? len : MAX_USER_LEN);
+	s->attempted_account = auth_account_name(s->attempted, s->realm);
 }
 
 /* PLAIN: authzid NUL authcid NUL password. */
@@ -493,15 +497,19 @@ static int decode(const char *text, char **out, unsigned *outlen)
 	size_t len = strlen(text);
 	if (len > MAX_B64_LEN)
 		return -1;
-	*out = xmalloc(len / 4 * 3 + 4);
+	size_t cap = len / 4 * 3 + 4;
+	*out = xmalloc(cap);
 	if (len == 0 || strcmp(text, "=") == 0) {
 		(*out)[0] = '\0';
 		return 0;
 	}
-	if (sasl_decode64(text, (unsigned)len, *out, (unsigned)(len / 4 * 3 + 4),
-	                  outlen) != SASL_OK) {
+	if (sasl_decode64(text, (unsigned)len, *out, (unsigned)cap, outlen) != SASL_OK) {
+		/* Cyrus stops at the first bad group: what came before it is
+		 * decoded already. */
+		explicit_bzero(*out, cap);
 		free(*out);
 		*out = NULL;
+		*outlen = 0;
 		return -1;
 	}
 	return 0;
@@ -567,11 +575,12 @@ bool auth_malformed(struct auth_session *s)
 	return s->malformed;
 }
 
-/* The exchange ended well, by Cyrus or by the cache: user (taken over)
- * is the identity from now on. */
-static int authenticated(struct auth_session *s, char *user, const char *mech)
+/* The exchange ended well, by Cyrus or by the cache: the account user
+ * names is the identity from now on, under one name however it was
+ * spelled. */
+static int authenticated(struct auth_session *s, const char *user, const char *mech)
 {
-	s->username = user;
+	s->username = auth_account_name(user, s->realm);
 	s->mech = str_dup(mech);
 	s->active = false;
 	s->final_sent = false;
@@ -579,14 +588,22 @@ static int authenticated(struct auth_session *s, char *user, const char *mech)
 	return AUTH_OK;
 }
 
+/* SASL_USERNAME is the authorization id, which a client may choose
+ * (PLAIN's authzid, SCRAM's a=). Cyrus's default policy already refuses
+ * one that is not the authentication id byte for byte (no proxy policy
+ * callback of ours says otherwise); the identity we keep must still
+ * never be another account than the one whose password was checked. */
 static int succeed(struct auth_session *s)
 {
-	const void *user = NULL, *mech = NULL;
+	const void *user = NULL, *authid = NULL, *mech = NULL;
 	if (sasl_getprop(s->conn, SASL_USERNAME, &user) != SASL_OK || !user)
 		return fail(s, AUTH_TEMPFAIL, "no user name after authentication");
+	if (sasl_getprop(s->conn, SASL_AUTHUSER, &authid) == SASL_OK && authid &&
+	    strcmp(authid, user) != 0)
+		return fail(s, AUTH_FAIL, "authorization id is not the authentication id");
 	if (sasl_getprop(s->conn, SASL_MECHNAME, &mech) != SASL_OK || !mech)
 		mech = s->mech_try;
-	return authenticated(s, str_dup(user), mech);
+	return authenticated(s, user, mech);
 }
 
 static int finish(struct auth_session *s, int r, const char *out, unsigned outlen,
@@ -694,19 +711,26 @@ static bool answer_from_cache(struct auth_session *s, const char *b64)
 	if (decode(b64, &in, &inlen) < 0 || !in)
 		return false;
 	char *user = auth_cache_get(s->realm, in, inlen);
+	if (user) {
+		str_lcpy(s->mech_try, "PLAIN", sizeof(s->mech_try));
+		note_client_data(s, in, inlen);
+		s->cached = true;
+		authenticated(s, user, "PLAIN");
+	}
+	bool found = user != NULL;
 	wipe_free(in, inlen);
-	if (!user)
-		return false;
-	str_lcpy(s->mech_try, "PLAIN", sizeof(s->mech_try));
-	s->saw_client = s->cached = true;
-	authenticated(s, user, "PLAIN");
-	return true;
+	free(user);
+	return found;
 }
 
 bool auth_start_cached(struct auth_session *s, const char *mech, const char *initial)
 {
-	return auth_cache_enabled() && !s->done && mech && strcasecmp(mech, "PLAIN") == 0 &&
-	       initial && auth_mech_offered(s, mech) && answer_from_cache(s, initial);
+	if (!auth_cache_enabled() || s->done || !mech || strcasecmp(mech, "PLAIN") != 0 ||
+	    !initial || !auth_mech_offered(s, mech))
+		return false;
+	/* A new exchange: nothing of an earlier failed one may name it. */
+	reset_attempt(s);
+	return answer_from_cache(s, initial);
 }
 
 bool auth_step_cached(struct auth_session *s, const char *response)
@@ -743,4 +767,9 @@ const char *auth_error(struct auth_session *s)
 const char *auth_attempted_user(struct auth_session *s)
 {
 	return s->attempted;
+}
+
+const char *auth_attempted_account(struct auth_session *s)
+{
+	return s->attempted_account;
 }

@@ -77,16 +77,33 @@ bool auth_step_cached(struct auth_session *s, const char *response);
  * in auth/cache.h says whether there is one). */
 bool auth_cached(struct auth_session *s);
 
-/* After AUTH_OK: the authenticated identity (the authorization id) and the
- * mechanism used; after a failure auth_mech() names the mechanism tried. */
+/* After AUTH_OK: the account (the identity Cyrus reports, as
+ * auth_account_name() names it: "alice" whether the client typed alice or
+ * alice@<server name>) and the mechanism used; after a failure
+ * auth_mech() names the mechanism tried. */
 const char *auth_username(struct auth_session *s);
 const char *auth_mech(struct auth_session *s);
-/* After AUTH_FAIL/AUTH_TEMPFAIL: a short reason for the log (no secrets).
- * The user name the client tried, when known, for throttling and logs. */
+/* After AUTH_FAIL/AUTH_TEMPFAIL: a short reason for the log (no secrets). */
 const char *auth_error(struct auth_session *s);
 /* After AUTH_FAIL: whether the client's data could not be decoded (a
  * syntax error, RFC 4954 501) rather than wrong credentials. */
 bool auth_malformed(struct auth_session *s);
+/* The user name the client tried, when known (NULL otherwise), for
+ * throttling and logs: as typed, raw bytes up to the first NUL and at
+ * most 256 of them (quote it with log_q()); and the account that name
+ * would be, by the same rule as auth_username(), also when Cyrus refused
+ * it. */
 const char *auth_attempted_user(struct auth_session *s);
+const char *auth_attempted_account(struct auth_session *s);
+
+/* The account a user name stands for (account.c), realm being the server
+ * name given to auth_session_new() (the configured hostname, the realm
+ * of bare names in the sasldb): a user of that realm is its bare name
+ * ("alice@MX.example" -> "alice"), a user of another realm is name@realm
+ * with the realm in lower case ("carol@Example.ORG" ->
+ * "carol@example.org"). The user part keeps its case, as Cyrus looks it
+ * up; the first '@' splits, as Cyrus splits. The result is freed by the
+ * caller; applied to its own result it changes nothing. */
+char *auth_account_name(const char *name, const char *realm);
 
 #endif

@@ -79,8 +79,11 @@ static int certs_server_base(SSL_CTX *ctx, const char *ciphers, char *err, size_
 	if (!SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION)
 	    || !SSL_CTX_set_max_proto_version(ctx, 0))
 		return certs_error(err, errlen, "cannot set TLS versions");
+	/* CLEANSE_PLAINTEXT: a record's plaintext (an AUTH line is a password)
+	 * is wiped once read, not left in a buffer that is freed as it is. */
 	SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE
-			    | SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+			    | SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION
+			    | SSL_OP_CLEANSE_PLAINTEXT);
 	/* Idle connections give their record buffers (~34 KiB) back. */
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
 	SSL_CTX_set_default_passwd_cb(ctx, certs_no_passphrase);

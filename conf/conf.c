@@ -135,6 +135,16 @@ static int valid_percent(cfg_t *cfg, cfg_opt_t *opt)
 	return 0;
 }
 
+static int valid_ipv6_prefix(cfg_t *cfg, cfg_opt_t *opt)
+{
+	long v = cfg_opt_getnint(opt, cfg_opt_size(opt) - 1);
+	if (v < 1 || v > 128) {
+		cfg_error(cfg, "%s: must be a prefix length from 1 to 128, not %ld", opt->name, v);
+		return -1;
+	}
+	return 0;
+}
+
 static int lookup(const char *const *names, size_t n, const char *s)
 {
 	for (size_t i = 0; i < n; i++)
@@ -334,6 +344,8 @@ static cfg_opt_t policy_opts[] = {
 	CFG_STR("auth_window", "15m", CFGF_NONE),
 	CFG_STR("auth_lockout", "15m", CFGF_NONE),
 	CFG_STR("auth_delay_max", "8s", CFGF_NONE),
+	CFG_BOOL("allow_untrusted_routing", cfg_false, CFGF_NONE),
+	CFG_INT("ipv6_prefix", 64, CFGF_NONE),
 	CFG_END()
 };
 
@@ -423,6 +435,7 @@ static void conf_set_validators(cfg_t *cfg)
 	cfg_set_validate_func(cfg, "policy|auth_window", valid_duration);
 	cfg_set_validate_func(cfg, "policy|auth_lockout", valid_duration);
 	cfg_set_validate_func(cfg, "policy|auth_delay_max", valid_duration);
+	cfg_set_validate_func(cfg, "policy|ipv6_prefix", valid_ipv6_prefix);
 	static const char *const counts[] = {
 		"policy|messages_per_hour", "policy|recipients_per_hour",
 		"policy|max_connections_per_ip", "policy|connections_per_ip_per_minute",
@@ -614,6 +627,8 @@ static void conf_fill(struct conf *c, cfg_t *cfg, const char *dir)
 	c->auth_window = conf_seconds(pol, "auth_window");
 	c->auth_lockout = conf_seconds(pol, "auth_lockout");
 	c->auth_delay_max_ms = conf_seconds(pol, "auth_delay_max") * 1000;
+	c->allow_untrusted_routing = cfg_getbool(pol, "allow_untrusted_routing");
+	c->ipv6_prefix = (unsigned)cfg_getint(pol, "ipv6_prefix");
 
 	cfg_t *dns = cfg_getsec(cfg, "dns");
 	c->ndns_servers = conf_strlist(dns, "servers", &c->dns_servers);

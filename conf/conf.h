@@ -92,6 +92,8 @@ struct conf {
 	unsigned auth_window;          /* seconds failures are remembered */
 	unsigned auth_lockout;         /* seconds */
 	unsigned auth_delay_max_ms;
+	bool allow_untrusted_routing;  /* mx: '%', '!', '@' in local parts */
+	unsigned ipv6_prefix;      /* per-address counters key IPv6 on this network */
 
 	/* dns */
 	char **dns_servers;      /* empty: /etc/resolv.conf */

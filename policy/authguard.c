@@ -3,7 +3,10 @@
  * IP, account) pair, so that an attacker elsewhere cannot lock the real
  * user out, and per IP across accounts, which catches password spraying
  * (one try per account). Each failure also earns a growing delay before
- * the 535 reply. Counts reset when the window since the first counted
+ * the 535 reply. An attempt is known by the account it names (auth/'s
+ * one name for every spelling, so that alice and alice@realm are one
+ * count) and by the name as the client typed it, when that differs: a
+ * lock on either holds. Counts reset when the window since the first counted
  * failure has passed; a lockout starts a fresh count when it ends.
  *
  * Lockouts are logged as
@@ -20,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "common/common.h"
 #include "policy/policy_int.h"
@@ -31,6 +35,7 @@
 
 struct policy_authguard {
 	struct policy__shardmap *map;
+	unsigned ipv6_prefix;
 };
 
 struct fails {
@@ -46,9 +51,10 @@ static bool fails_expired(const void *rec, double now)
 	return now >= f->window_end && now >= f->locked_until;
 }
 
-struct policy_authguard *policy_authguard_new(void)
+struct policy_authguard *policy_authguard_new(unsigned ipv6_prefix)
 {
 	struct policy_authguard *g = xcalloc(1, sizeof(*g));
+	g->ipv6_prefix = ipv6_prefix;
 	g->map = policy__shardmap_new(sizeof(struct fails), CAP_PER_SHARD, fails_expired);
 	return g;
 }
@@ -61,11 +67,16 @@ void policy_authguard_free(struct policy_authguard *g)
 	free(g);
 }
 
-/* Fills key; false if ip/account are too long to be real. */
-static bool make_key(char *key, const char *ip, const char *account)
+/* Fills key, the client being its address or its IPv6 network (an
+ * attacker's /64 is one client); false if the account is too long to be
+ * real. */
+static bool make_key(const struct policy_authguard *g, char *key, const char *ip,
+                     const char *account)
 {
-	int n = account ? snprintf(key, KEY_MAX, "%s" SEP "%s", ip ? ip : "", account)
-	                : snprintf(key, KEY_MAX, "%s", ip ? ip : "");
+	char client[POLICY_CLIENT_KEY_MAX];
+	policy_client_key(ip, g->ipv6_prefix, client, sizeof(client));
+	int n = account ? snprintf(key, KEY_MAX, "%s" SEP "%s", client, account)
+	                : snprintf(key, KEY_MAX, "%s", client);
 	return n >= 0 && n < KEY_MAX;
 }
 
@@ -91,23 +102,42 @@ static bool is_locked(struct policy_authguard *g, const char *key, double now)
 	return p.locked;
 }
 
+/* The names an attempt is counted under: the account, and the typed
+ * name unless it is the same (keys compare without case). Returns how
+ * many, at most 2. */
+static size_t names_of(const char *account, const char *typed, const char *names[2])
+{
+	size_t n = 0;
+	if (account)
+		names[n++] = account;
+	if (typed && (!account || strcasecmp(typed, account) != 0))
+		names[n++] = typed;
+	return n;
+}
+
 void policy_auth_check(struct policy_authguard *g, const struct policy_conf *pc, const char *ip,
-                       const char *account, double now, struct policy_verdict *v)
+                       const char *account, const char *typed, double now,
+                       struct policy_verdict *v)
 {
 	char key[KEY_MAX];
+	const char *names[2];
 	*v = (struct policy_verdict){ 0 };
-	if (make_key(key, ip, NULL) && is_locked(g, key, now)) {
+	if (make_key(g, key, ip, NULL) && is_locked(g, key, now)) {
 		v->code = 421;
 		v->enh = "4.7.0";
 		v->text = "Too many failed authentications from your address; try later";
 		v->rule = "auth_ip_locked";
 		return;
 	}
-	if (account && make_key(key, ip, account) && is_locked(g, key, now)) {
-		v->code = 454;
-		v->enh = "4.7.0";
-		v->text = "Too many failed authentications; try later";
-		v->rule = "auth_locked";
+	size_t n = names_of(account, typed, names);
+	for (size_t i = 0; i < n; i++) {
+		if (make_key(g, key, ip, names[i]) && is_locked(g, key, now)) {
+			v->code = 454;
+			v->enh = "4.7.0";
+			v->text = "Too many failed authentications; try later";
+			v->rule = "auth_locked";
+			return;
+		}
 	}
 }
 
@@ -166,25 +196,30 @@ static unsigned delay_for(const struct policy_conf *pc, unsigned count)
 }
 
 unsigned policy_auth_failed(struct policy_authguard *g, const struct policy_conf *pc,
-                            const char *ip, const char *account, double now)
+                            const char *ip, const char *account, const char *typed, double now)
 {
 	char key[KEY_MAX];
+	const char *names[2];
 	unsigned count = 1;
 	if (!pc->auth_window)
 		return delay_for(pc, 1);  /* failures are not remembered */
-	if (make_key(key, ip, NULL)) {
+	if (make_key(g, key, ip, NULL)) {
 		unsigned lockout = pc->auth_ip_lockout ? pc->auth_ip_lockout : pc->auth_lockout;
 		struct fail_arg a = count_failure(g, key, now, pc->auth_window, pc->auth_ip_budget,
 		                                  lockout);
 		if (a.locked)
 			log_lockout("ip", ip, NULL, a.count, lockout);
 	}
-	if (account && make_key(key, ip, account)) {
+	size_t n = names_of(account, typed, names);
+	for (size_t i = 0; i < n; i++) {
+		if (!make_key(g, key, ip, names[i]))
+			continue;
 		struct fail_arg a = count_failure(g, key, now, pc->auth_window, pc->auth_max_failures,
 		                                  pc->auth_lockout);
 		if (a.locked)
-			log_lockout("pair", ip, account, a.count, pc->auth_lockout);
-		count = a.count;
+			log_lockout("pair", ip, names[i], a.count, pc->auth_lockout);
+		if (a.count > count)
+			count = a.count;
 	}
 	return delay_for(pc, count);
 }
@@ -194,9 +229,13 @@ static bool drop(void *rec, bool fresh, void *arg)
 	return true;
 }
 
-void policy_auth_succeeded(struct policy_authguard *g, const char *ip, const char *account)
+void policy_auth_succeeded(struct policy_authguard *g, const char *ip, const char *account,
+                           const char *typed)
 {
 	char key[KEY_MAX];
-	if (account && make_key(key, ip, account))
-		policy__shardmap_with(g->map, key, 0, false, drop, NULL);
+	const char *names[2];
+	size_t n = names_of(account, typed, names);
+	for (size_t i = 0; i < n; i++)
+		if (make_key(g, key, ip, names[i]))
+			policy__shardmap_with(g->map, key, 0, false, drop, NULL);
 }

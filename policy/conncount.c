@@ -1,6 +1,7 @@
 /*
- * conncount.c - concurrent connections per client IP and in total, shared
- * by every event loop. Per-IP counts live in the sharded table and vanish
+ * conncount.c - concurrent connections per client (its address, or its
+ * IPv6 network: policy_client_key) and in total, shared by every event
+ * loop. Per-IP counts live in the sharded table and vanish
  * at zero; the total is one atomic counter, so no lock is global.
  *
  * policy_conncount_new() returns a counter freed with
@@ -17,6 +18,7 @@
 struct policy_conncount {
 	struct policy__shardmap *map;
 	atomic_uint total;
+	unsigned ipv6_prefix;
 };
 
 struct count {
@@ -45,9 +47,10 @@ static bool apply(void *rec, bool fresh, void *arg)
 	return c->n == 0;
 }
 
-struct policy_conncount *policy_conncount_new(void)
+struct policy_conncount *policy_conncount_new(unsigned ipv6_prefix)
 {
 	struct policy_conncount *cc = xcalloc(1, sizeof(*cc));
+	cc->ipv6_prefix = ipv6_prefix;
 	/* Unbounded: entries exist only for open connections. */
 	cc->map = policy__shardmap_new(sizeof(struct count), 0, count_expired);
 	atomic_init(&cc->total, 0);
@@ -65,18 +68,22 @@ void policy_conncount_free(struct policy_conncount *cc)
 unsigned policy_conncount_inc(struct policy_conncount *cc, const char *ip, unsigned *total)
 {
 	struct step s = { .delta = 1 };
+	char key[POLICY_CLIENT_KEY_MAX];
+	policy_client_key(ip, cc->ipv6_prefix, key, sizeof(key));
 	unsigned t = atomic_fetch_add(&cc->total, 1) + 1;
 	if (total)
 		*total = t;
-	policy__shardmap_with(cc->map, ip ? ip : "", 0, true, apply, &s);
+	policy__shardmap_with(cc->map, key, 0, true, apply, &s);
 	return s.result;
 }
 
 unsigned policy_conncount_dec(struct policy_conncount *cc, const char *ip, unsigned *total)
 {
 	struct step s = { .delta = -1 };
+	char key[POLICY_CLIENT_KEY_MAX];
+	policy_client_key(ip, cc->ipv6_prefix, key, sizeof(key));
 	/* An unmatched dec is a caller bug; do not let the total wrap. */
-	if (!policy__shardmap_with(cc->map, ip ? ip : "", 0, false, apply, &s)) {
+	if (!policy__shardmap_with(cc->map, key, 0, false, apply, &s)) {
 		if (total)
 			*total = atomic_load(&cc->total);
 		return 0;

@@ -17,12 +17,13 @@
 
 #define KEY_MAX 600
 
-struct policy_state *policy_state_new(void)
+struct policy_state *policy_state_new(unsigned ipv6_prefix)
 {
 	struct policy_state *st = xcalloc(1, sizeof(*st));
+	st->ipv6_prefix = ipv6_prefix;
 	st->limiter = policy_limiter_new();
-	st->conns = policy_conncount_new();
-	st->guard = policy_authguard_new();
+	st->conns = policy_conncount_new(ipv6_prefix);
+	st->guard = policy_authguard_new(ipv6_prefix);
 	return st;
 }
 
@@ -48,11 +49,12 @@ static void refuse(struct policy_verdict *v, int code, const char *enh, const ch
 void policy_check_connect(const struct policy_conf *pc, struct policy_state *st, const char *ip,
                           double now, struct policy_verdict *v)
 {
-	char key[KEY_MAX];
+	char key[KEY_MAX], client[POLICY_CLIENT_KEY_MAX];
 	unsigned total;
 	*v = (struct policy_verdict){ 0 };
+	policy_client_key(ip, st->ipv6_prefix, client, sizeof(client));
 	/* Refused attempts spend tokens too: a reconnect loop stays refused. */
-	if (pc->conn_per_ip_per_minute && snprintf(key, sizeof(key), "c:%s", ip) < KEY_MAX &&
+	if (pc->conn_per_ip_per_minute && snprintf(key, sizeof(key), "c:%s", client) < KEY_MAX &&
 	    !policy_limiter_take(st->limiter, key, pc->conn_per_ip_per_minute / 60.0,
 	                         pc->conn_per_ip_per_minute, 1, now, NULL)) {
 		refuse(v, 421, "4.7.0", "Too many connections from your address; try later",

@@ -1,7 +1,9 @@
 /*
  * netlist.c - lists of IPv4/IPv6 networks in CIDR notation, for the
  * trusted-network exception. A linear scan: these lists hold a handful of
- * entries, and the check runs once per unauthenticated transaction.
+ * entries, and the check runs once per unauthenticated transaction. Also
+ * the client key of per-address counters (policy_client_key), which
+ * reads addresses the same way.
  *
  * policy_netlist_parse() returns a list the caller frees with
  * policy_netlist_free().
@@ -132,4 +134,27 @@ bool policy_netlist_match(const struct policy_netlist *nl, const char *ip)
 			return true;
 	}
 	return false;
+}
+
+void policy_client_key(const char *ip, unsigned ipv6_prefix, char *out, size_t size)
+{
+	unsigned char a[16];
+	char text[INET6_ADDRSTRLEN];
+	if (size == 0)
+		return;
+	int family = ip ? parse_ip(ip, a) : 0;
+	if (family == AF_INET && inet_ntop(AF_INET, a, text, sizeof(text))) {
+		snprintf(out, size, "%s", text);
+	} else if (family == AF_INET6 && ipv6_prefix >= 1 && ipv6_prefix < 128) {
+		mask_bits(a, 16, ipv6_prefix);
+		if (inet_ntop(AF_INET6, a, text, sizeof(text)))
+			snprintf(out, size, "%s/%u", text, ipv6_prefix);
+		else
+			out[0] = '\0';
+	} else if (family == AF_INET6 && inet_ntop(AF_INET6, a, text, sizeof(text))) {
+		snprintf(out, size, "%s", text);
+	} else {
+		/* Not an address (a scoped one, a test's name): itself. */
+		str_lcpy(out, ip ? ip : "", size);
+	}
 }

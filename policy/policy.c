@@ -5,7 +5,8 @@
  *
  * Rule names: tls_required, auth_required, trusted_network (an accepting
  * verdict: relay without AUTH from a trusted network, submission only),
- * sender_mismatch, null_sender, max_recipients, relay_denied.
+ * sender_mismatch, null_sender, max_recipients, relay_denied,
+ * untrusted_routing.
  *
  * policy_tables_load() returns tables freed with policy_tables_free().
  */
@@ -72,6 +73,15 @@ bool policy_is_local(const struct policy_conf *pc, const char *addr)
 	return false;
 }
 
+/* Sender-specified routing: '%', '!' or '@' anywhere in the local part
+ * (everything before the last '@'), inside quotes or escaped too, since a
+ * downstream may unquote "victim@evil.example"@local and relay it. */
+static bool routed(const char *rcpt)
+{
+	const char *at = strrchr(rcpt, '@');
+	return at && strcspn(rcpt, "%!@") < (size_t)(at - rcpt);
+}
+
 void policy_check_rcpt(const struct policy_conf *pc, const struct policy_session *ps,
                        const char *rcpt, size_t nrcpts, struct policy_verdict *v)
 {
@@ -93,6 +103,9 @@ void policy_check_rcpt(const struct policy_conf *pc, const struct policy_session
 		return;
 	if (pc->local_only && !policy_is_local(pc, rcpt))
 		verdict(v, 550, "5.7.1", "Relay access denied", "relay_denied");
+	else if (pc->local_only && !pc->allow_untrusted_routing && routed(rcpt))
+		verdict(v, 550, "5.7.1", "Relay access denied: routing in the local part",
+		        "untrusted_routing");
 	else if (!pc->local_only && pc->require_auth && !ps->authenticated) {
 		if (policy_is_trusted(pc, ps))
 			verdict(v, 0, NULL, NULL, "trusted_network");

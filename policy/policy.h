@@ -34,6 +34,10 @@ struct policy_conf {
 	bool require_auth;       /* submission, smtps */
 	bool require_tls;        /* every listener: Postern takes mail only over TLS */
 	bool local_only;         /* mx: recipients in local domains only */
+	/* mx: accept '%', '!' and '@' in a local part (sender-specified
+	 * routing, which a downstream may honour: Postfix's setting of the
+	 * same name). */
+	bool allow_untrusted_routing;
 	unsigned max_recipients; /* per message; 0: unlimited */
 	const char *const *local_domains;
 	size_t nlocal_domains;
@@ -85,8 +89,9 @@ struct policy_verdict {
  * from is the path without brackets, "" for the null sender. */
 void policy_check_mail(const struct policy_conf *pc, const struct policy_session *ps,
                        const char *from, struct policy_verdict *v);
-/* RCPT: max_recipients (452 4.5.3), relay_denied (550 5.7.1), auth_required
- * (530). nrcpts: recipients already accepted in this transaction. */
+/* RCPT: max_recipients (452 4.5.3), relay_denied and untrusted_routing
+ * (550 5.7.1), auth_required (530). nrcpts: recipients already accepted
+ * in this transaction. */
 void policy_check_rcpt(const struct policy_conf *pc, const struct policy_session *ps,
                        const char *rcpt, size_t nrcpts, struct policy_verdict *v);
 /* Whether the domain of addr (after the last '@') is one of the local
@@ -150,6 +155,17 @@ void policy_netlist_free(struct policy_netlist *nl);
 /* An IPv4-mapped IPv6 client (::ffff:a.b.c.d) matches IPv4 entries. */
 bool policy_netlist_match(const struct policy_netlist *nl, const char *ip);
 
+/* The key per-address counters use for a client (connections, connection
+ * rate, AUTH budget and lockouts): an IPv4 address as it is, an
+ * IPv4-mapped one as IPv4, an IPv6 address as its network under
+ * ipv6_prefix (1..128) in canonical text, "2001:db8:1::/64" (one
+ * subscriber gets a /64 and can pick any address in it), or the address
+ * itself at 128. Anything else is copied, cut to fit. out gets at most
+ * size bytes, NUL included. */
+#define POLICY_IPV6_PREFIX 64
+#define POLICY_CLIENT_KEY_MAX 64
+void policy_client_key(const char *ip, unsigned ipv6_prefix, char *out, size_t size);
+
 /* ---- reloadable tables (policy.c) -------------------------------------------- */
 
 struct policy_tables {
@@ -178,7 +194,8 @@ size_t policy_limiter_size(struct policy_limiter *l);
 
 /* ---- concurrent connections (conncount.c) ------------------------------------ */
 
-struct policy_conncount *policy_conncount_new(void);
+/* Counts per client key (policy_client_key with ipv6_prefix). */
+struct policy_conncount *policy_conncount_new(unsigned ipv6_prefix);
 void policy_conncount_free(struct policy_conncount *cc);
 /* Both return the IP's new count; *total (may be NULL) gets the new total. */
 unsigned policy_conncount_inc(struct policy_conncount *cc, const char *ip, unsigned *total);
@@ -186,19 +203,29 @@ unsigned policy_conncount_dec(struct policy_conncount *cc, const char *ip, unsig
 
 /* ---- auth guard (authguard.c) ---------------------------------------------------- */
 
-struct policy_authguard *policy_authguard_new(void);
+/* Counts per client key (policy_client_key with ipv6_prefix). */
+struct policy_authguard *policy_authguard_new(unsigned ipv6_prefix);
 void policy_authguard_free(struct policy_authguard *g);
-/* Before the SASL exchange (account NULL): the IP's lockout only,
+/* An attempt names an account (auth_account_name(): one name for every
+ * spelling) and typed, the name as the client spelled it; failures count
+ * under both (once when they are the same, without case), so that
+ * guesses under several spellings add up and a lock on either holds.
+ * Either may be NULL.
+ *
+ * Before the SASL exchange (both NULL): the IP's lockout only,
  * auth_ip_locked (421 4.7.0: answer and close). Once the exchange decoded
- * the name: also the pair's lockout, auth_locked (454 4.7.0). */
+ * the name: also the pairs' lockouts, auth_locked (454 4.7.0). */
 void policy_auth_check(struct policy_authguard *g, const struct policy_conf *pc, const char *ip,
-                       const char *account, double now, struct policy_verdict *v);
-/* Records a failure (account may be NULL when none was decoded) and
- * returns the milliseconds to wait before answering 535. Logs
- * "event=auth_lockout" when it arms a lockout. */
+                       const char *account, const char *typed, double now,
+                       struct policy_verdict *v);
+/* Records a failure (no names when none was decoded) and returns the
+ * milliseconds to wait before answering 535, from the higher count.
+ * Logs "event=auth_lockout" when it arms a lockout. */
 unsigned policy_auth_failed(struct policy_authguard *g, const struct policy_conf *pc,
-                            const char *ip, const char *account, double now);
-void policy_auth_succeeded(struct policy_authguard *g, const char *ip, const char *account);
+                            const char *ip, const char *account, const char *typed, double now);
+/* Forgets the failures of the names of a successful login. */
+void policy_auth_succeeded(struct policy_authguard *g, const char *ip, const char *account,
+                           const char *typed);
 
 /* ---- shared state and the checks that use it (limits.c) ---------------------- */
 
@@ -206,8 +233,12 @@ struct policy_state {
 	struct policy_limiter *limiter;
 	struct policy_conncount *conns;
 	struct policy_authguard *guard;
+	unsigned ipv6_prefix;  /* of every per-address key; fixed for the state's life */
 };
-struct policy_state *policy_state_new(void);
+/* ipv6_prefix (1..128, POLICY_IPV6_PREFIX) is fixed here, not in
+ * struct policy_conf: the counters outlive reloads, and a connection must
+ * be counted out under the key it was counted in. */
+struct policy_state *policy_state_new(unsigned ipv6_prefix);
 void policy_state_free(struct policy_state *st);
 
 /* At accept: connection_rate, max_connections, max_connections_per_ip

@@ -251,6 +251,8 @@ static void conn_tls_input(struct session *s, const char *data, size_t len)
 		int rc = tls_read(s->tls, s->w->readbuf, sizeof(s->w->readbuf), &got);
 		if (rc == TLS_OK) {
 			session_input(s, s->w->readbuf, got);
+			/* The reader has its copy; the plaintext may be a password. */
+			explicit_bzero(s->w->readbuf, got);
 			if (s->state == SS_CLOSING || uv_is_closing((uv_handle_t *)&s->tcp))
 				return;
 			continue;
@@ -281,10 +283,12 @@ static void conn_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b)
 	}
 	if (nread == 0 || s->state == SS_CLOSING)
 		return;
-	if (s->tls)
+	if (s->tls) {
 		conn_tls_input(s, b->base, (size_t)nread);
-	else
+	} else {
 		session_input(s, b->base, (size_t)nread);
+		explicit_bzero(b->base, (size_t)nread);
+	}
 	/* Replies to MAIL and RCPT pipelined with DATA or BDAT wait for the
 	 * 354 (or the error) that ends SS_SPOOL_WAIT a moment later, so that
 	 * the group goes out in one TLS record and one write (RFC 2920 lets

@@ -81,6 +81,7 @@ static struct policy_conf *daemon_policy_conf(const struct conf *c, const struct
 		.require_auth = lc->require_auth,
 		.require_tls = lc->require_tls,
 		.local_only = lc->mode == CONF_MODE_MX,
+		.allow_untrusted_routing = c->allow_untrusted_routing,
 		.max_recipients = c->max_recipients,
 		.local_domains = (const char *const *)c->local_domains,
 		.nlocal_domains = c->nlocal_domains,
@@ -174,7 +175,7 @@ struct daemon *daemon_new(struct conf *conf, bool check_only, char *err, size_t 
 		snprintf(err, errlen, "%s: policy: %s", conf->path, why);
 		goto fail;
 	}
-	d->pstate = policy_state_new();
+	d->pstate = policy_state_new(conf->ipv6_prefix);
 	if (daemon_listeners(d, !check_only, err, errlen) < 0 || daemon_auth(d, err, errlen) < 0)
 		goto fail;
 	/* Keys are read now: the file may be readable by root only. */
@@ -420,6 +421,10 @@ static void daemon_reload(struct daemon *d)
 		log_err("event=reload_error error=\"%s\" note=\"keeping the running policy\"", err);
 		return;
 	}
+	/* Open connections were counted under the running prefix. */
+	if (nc->ipv6_prefix != d->pstate->ipv6_prefix)
+		log_warn("event=reload ipv6_prefix=%u note=\"needs a restart; keeping /%u\"",
+		         nc->ipv6_prefix, d->pstate->ipv6_prefix);
 	struct policy_tables *t = daemon_tables(nc, err, sizeof(err));
 	if (!t) {
 		log_err("event=reload_error error=\"%s: policy: %s\" note=\"keeping the running policy\"",

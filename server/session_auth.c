@@ -4,6 +4,10 @@
  * (auth/) runs on the libuv thread pool because password backends block;
  * its completion finds the session by id and, if the session is gone,
  * frees the SASL object it was given.
+ *
+ * AUTH data is a password in base64: every copy made here (the work's
+ * input and challenge) is wiped when it is freed, on every path, and so
+ * is the client's line in the reader's buffer once it has been handed on.
  */
 #include "server/session.h"
 
@@ -35,25 +39,36 @@ static void auth_work_run(uv_work_t *req)
 		aw->result = auth_step(aw->auth, aw->input, &aw->challenge);
 }
 
+static void wipe_str(char *p)
+{
+	if (p)
+		explicit_bzero(p, strlen(p));
+}
+
 static void auth_work_free(struct auth_work *aw)
 {
 	free(aw->mech);
+	wipe_str(aw->input);
 	free(aw->input);
+	if (aw->challenge.data)
+		explicit_bzero(aw->challenge.data, aw->challenge.cap);
 	buf_free(&aw->challenge);
 	free(aw);
 }
 
 /* Refuses an exchange for a locked (address, account) pair or address.
- * account is NULL before the client said who it is. */
-static bool session_auth_refused(struct session *s, const char *account)
+ * account (the one name of the account, auth_account_name) and typed
+ * (the name as the client spelled it) are NULL before the client said
+ * who it is. */
+static bool session_auth_refused(struct session *s, const char *account, const char *typed)
 {
 	struct policy_verdict v;
-	policy_auth_check(s->w->d->pstate->guard, session_policy(s), s->client_ip, account,
+	policy_auth_check(s->w->d->pstate->guard, session_policy(s), s->client_ip, account, typed,
 	                  session_now(), &v);
 	if (v.code == 0)
 		return false;
 	log_warn("event=auth sid=%s client=%s user=%s result=locked rule=%s", s->sid, s->client_ip,
-	         log_q(account), v.rule);
+	         log_q(typed ? typed : account), v.rule);
 	session_trace_reject(s, "AUTH", v.rule, v.code, v.enh, v.text, NULL);
 	session_error(s, v.code, v.enh, "%s", v.text);
 	if (v.code == 421)
@@ -61,9 +76,9 @@ static bool session_auth_refused(struct session *s, const char *account)
 	return true;
 }
 
-static bool session_auth_locked(struct session *s, const char *account)
+static bool session_auth_locked(struct session *s, const char *account, const char *typed)
 {
-	if (!session_auth_refused(s, account))
+	if (!session_auth_refused(s, account, typed))
 		return false;
 	auth_session_free(s->auth);
 	s->auth = NULL;
@@ -75,14 +90,19 @@ static bool session_auth_locked(struct session *s, const char *account)
 /* challenge: the 334 text for AUTH_CONTINUE, else unused. */
 static void session_auth_result(struct session *s, int result, const char *challenge)
 {
-	const char *user;
+	const char *user, *typed;
 	switch (result) {
 	case AUTH_OK:
-		/* A locked account stays locked, right password or not: otherwise
-		 * the lockout would still let an attacker test guesses. */
-		if (session_auth_locked(s, auth_username(s->auth)))
+		/* A locked account stays locked, right password or not, and under
+		 * any spelling: otherwise the lockout would still let an attacker
+		 * test guesses. */
+		typed = auth_attempted_user(s->auth);
+		if (session_auth_locked(s, auth_username(s->auth), typed))
 			break;
-		policy_auth_succeeded(s->w->d->pstate->guard, s->client_ip, auth_username(s->auth));
+		policy_auth_succeeded(s->w->d->pstate->guard, s->client_ip, auth_username(s->auth),
+		                      typed);
+		/* The one name of the account, whichever way it was spelled: the
+		 * sender map, rate limits, trace store and logs all key on it. */
 		s->account = str_dup(auth_username(s->auth));
 		s->auth_mech = str_dup(auth_mech(s->auth));
 		log_info("event=auth sid=%s client=%s mech=%s user=%s result=ok%s", s->sid,
@@ -113,8 +133,11 @@ static void session_auth_result(struct session *s, int result, const char *chall
 			session_error(s, 501, "5.5.2", "Cannot decode the response");
 			break;
 		}
-		user = auth_attempted_user(s->auth);
-		if (user && session_auth_locked(s, user))
+		/* Counted for the account the name would be, had Cyrus taken it
+		 * (the same rule), and for the name as typed. */
+		user = auth_attempted_account(s->auth);
+		typed = auth_attempted_user(s->auth);
+		if (user && session_auth_locked(s, user, typed))
 			break;
 		struct trace_reject tr = {
 			.time = time(NULL), .sid = s->sid, .listener = s->l->conf->name,
@@ -127,10 +150,11 @@ static void session_auth_result(struct session *s, int result, const char *chall
 		 * shape. Everything the client chose comes after client=. */
 		log_info("event=auth sid=%s client=%s mech=%s user=%s result=fail reason=%s",
 		         s->sid, s->client_ip, auth_mech(s->auth) ? auth_mech(s->auth) : "-",
-		         log_q(user), log_q(why));
+		         log_q(typed), log_q(why));
 		/* The delay grows with the failures of this (address, account). */
 		s->auth_delay_ms = policy_auth_failed(s->w->d->pstate->guard, session_policy(s),
-		                                      s->client_ip, user ? user : "", session_now());
+		                                      s->client_ip, user ? user : "", typed,
+		                                      session_now());
 		/* A fresh SASL object for the next attempt. */
 		auth_session_free(s->auth);
 		s->auth = NULL;
@@ -214,7 +238,7 @@ static void session_ipport(char *out, size_t len, const char *ip, unsigned port)
 	snprintf(out, len, "%s;%u", ip, port);
 }
 
-void session_cmd_auth(struct session *s, struct smtp_cmd *cmd)
+static void session_auth_begin(struct session *s, struct smtp_cmd *cmd)
 {
 	if (s->l->conf->mode == CONF_MODE_MX) {
 		session_error(s, 503, "5.5.1", "Error: authentication not enabled");
@@ -247,9 +271,17 @@ void session_cmd_auth(struct session *s, struct smtp_cmd *cmd)
 		session_error(s, 504, "5.5.4", "Unrecognized authentication type");
 		return;
 	}
-	if (session_auth_refused(s, NULL))
+	if (session_auth_refused(s, NULL, NULL))
 		return;
 	session_auth_dispatch(s, cmd->mech, cmd->initial);
+}
+
+void session_cmd_auth(struct session *s, struct smtp_cmd *cmd)
+{
+	session_auth_begin(s, cmd);
+	/* Refused or handed on (copied for the worker, or answered from the
+	 * cache): the initial response is no longer needed where it came in. */
+	wipe_str(cmd->initial);
 }
 
 void session_auth_abort(struct session *s)
@@ -268,4 +300,5 @@ void session_auth_input(struct session *s, char *line, size_t len)
 		return;
 	}
 	session_auth_dispatch(s, NULL, line);
+	explicit_bzero(line, len);
 }

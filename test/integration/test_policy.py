@@ -415,6 +415,57 @@ def test_relay_denied_on_mx_smtplib(postern):
     assert_stats(postern, relay_denied=2)
 
 
+ROUTED = ["victim%evil.example@example.org", "evil.example!victim@example.org",
+          '"victim@evil.example"@example.org', '"victim%evil.example"@mx.test']
+
+
+def test_untrusted_routing_refused_on_mx(postern):
+    """'%', '!' and '@' in a local part (sender-specified routing, quoted or
+    not) get 550 5.7.1 on mx, each one recorded as rule untrusted_routing;
+    the message goes on with the plain local recipient only."""
+    c = session(postern, "mx", helo="peer.test")
+    assert c.cmd("MAIL FROM:<peer@example.net>")[0] == 250
+    for rcpt in ROUTED:
+        code, lines = c.cmd(f"RCPT TO:<{rcpt}>")
+        assert (code, enh(lines)) == (550, "5.7.1"), (rcpt, lines)
+    code, lines = c.cmd('RCPT TO:<"first last"@example.org>')
+    assert code == 250, lines
+    assert c.cmd("DATA")[0] == 354
+    c.send("From: peer@example.net\r\nSubject: routed\r\n\r\nx\r\n.\r\n")
+    assert c.reply()[0] == 250
+    c.close()
+    m = postern.sink.wait_messages(1)
+    env = m[0].split(b"\r\n\r\n", 1)[0]
+    assert b"evil.example" not in env, env
+    time.sleep(0.3)
+    assert len(postern.sink.messages()) == 1
+    assert_stats(postern, untrusted_routing=len(ROUTED))
+
+
+def test_untrusted_routing_swaks(postern):
+    """A real client's view: swaks stops at the refused RCPT."""
+    r = swaks("--server", "127.0.0.1", "--port", str(postern.ports["mx"]), "--tls",
+              "--from", "peer@example.net", "--to", "victim%evil.example@example.org")
+    assert r.returncode == 24, r.stdout + r.stderr     # swaks: RCPT TO refused
+    assert re.search(r"<~?\*+ +550 5\.7\.1 .*routing", r.stdout), r.stdout
+    assert_stats(postern, untrusted_routing=1)
+
+
+def test_untrusted_routing_allowed_when_configured(make_postern):
+    """policy { allow_untrusted_routing = true } accepts them (a downstream
+    that knows better); other domains are still refused."""
+    p = make_postern(policy="allow_untrusted_routing = true")
+    c = session(p, "mx", helo="peer.test")
+    assert c.cmd("MAIL FROM:<peer@example.net>")[0] == 250
+    for rcpt in ROUTED:
+        code, lines = c.cmd(f"RCPT TO:<{rcpt}>")
+        assert code == 250, (rcpt, lines)
+    code, lines = c.cmd("RCPT TO:<victim%evil.example@elsewhere.example>")
+    assert (code, enh(lines)) == (550, "5.7.1"), lines
+    c.close()
+    assert_stats(p, untrusted_routing=0, relay_denied=1)
+
+
 # ---- trusted networks -------------------------------------------------------------------
 
 def test_trusted_network_relays_on_submission(make_postern, sink):

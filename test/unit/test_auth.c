@@ -377,6 +377,171 @@ START_TEST(login_wrong_password)
 }
 END_TEST
 
+/* ---- one account, one name ---------------------------------------------- */
+
+/* The rule (auth_account_name), without Cyrus: a user of the server's
+ * realm is its bare name, a user of another realm name@realm with the
+ * realm in lower case. The user part keeps its case (Cyrus looks it up
+ * as given: ALICE is not alice), and the split is at the first '@', as
+ * Cyrus's sasldb lookup splits. */
+static const struct {
+	const char *name, *realm, *account;
+} account_cases[] = {
+	{ "alice", FQDN, "alice" },
+	{ "alice@mail.test", FQDN, "alice" },
+	{ "alice@MAIL.Test", FQDN, "alice" },
+	{ "alice@mail.test", "MAIL.TEST", "alice" },
+	{ "alice@example.org", FQDN, "alice@example.org" },
+	{ "alice@Example.ORG", FQDN, "alice@example.org" },
+	{ "Alice@example.org", FQDN, "Alice@example.org" },
+	{ "ALICE", FQDN, "ALICE" },
+	{ "ALICE@mail.test", FQDN, "ALICE" },
+	{ "alice@mail.test.", FQDN, "alice@mail.test." },
+	{ "alice@mail.test@mail.test", FQDN, "alice@mail.test@mail.test" },
+	{ "alice@", FQDN, "alice@" },
+	{ "@mail.test", FQDN, "@mail.test" },
+	{ "a\"b\\c@mail.test", FQDN, "a\"b\\c" },
+	{ "alice@mail.test", NULL, "alice@mail.test" },
+	{ "alice", NULL, "alice" },
+	{ "", FQDN, "" },
+};
+
+START_TEST(account_name_rule)
+{
+	for (size_t i = 0; i < sizeof(account_cases) / sizeof(account_cases[0]); i++) {
+		char *got = auth_account_name(account_cases[i].name, account_cases[i].realm);
+		ck_assert_msg(strcmp(got, account_cases[i].account) == 0, "case %zu: %s -> %s", i,
+		              account_cases[i].name, got);
+		/* Canonical names stay as they are. */
+		char *again = auth_account_name(got, account_cases[i].realm);
+		ck_assert_msg(strcmp(again, got) == 0, "case %zu: %s -> %s", i, got, again);
+		free(again);
+		free(got);
+	}
+}
+END_TEST
+
+/* What Cyrus answers for each spelling, and the one name we make of it. */
+static const struct {
+	const char *typed, *pass;
+	int result;
+	const char *account;     /* auth_username() after AUTH_OK */
+	const char *attempted;   /* auth_attempted_account() */
+} spelling_cases[] = {
+	{ "alice", "s3cret", AUTH_OK, "alice", "alice" },
+	{ "alice@mail.test", "s3cret", AUTH_OK, "alice", "alice" },
+	/* Cyrus compares a realm the client types as it is ... */
+	{ "alice@MAIL.TEST", "s3cret", AUTH_FAIL, NULL, "alice" },
+	{ "ALICE", "s3cret", AUTH_FAIL, NULL, "ALICE" },
+	{ "alice@example.org", "orgpass", AUTH_OK, "alice@example.org", "alice@example.org" },
+	{ "alice@EXAMPLE.org", "orgpass", AUTH_FAIL, NULL, "alice@example.org" },
+	{ "alice@mail.test", "wrong", AUTH_FAIL, NULL, "alice" },
+};
+
+START_TEST(plain_spellings)
+{
+	for (size_t i = 0; i < sizeof(spelling_cases) / sizeof(spelling_cases[0]); i++) {
+		struct auth_session *s;
+		int r = plain_login(spelling_cases[i].typed, spelling_cases[i].pass, &s);
+		ck_assert_msg(r == spelling_cases[i].result, "case %zu: result %d", i, r);
+		if (spelling_cases[i].account)
+			ck_assert_msg(strcmp(auth_username(s), spelling_cases[i].account) == 0,
+			              "case %zu: account %s", i, auth_username(s));
+		else
+			ck_assert_ptr_null(auth_username(s));
+		ck_assert_str_eq(auth_attempted_user(s), spelling_cases[i].typed);
+		ck_assert_msg(strcmp(auth_attempted_account(s), spelling_cases[i].attempted) == 0,
+		              "case %zu: attempted %s", i, auth_attempted_account(s));
+		auth_session_free(s);
+	}
+	/* ... but the server's own name in any case. */
+	struct auth_session *s = session_in("MAIL.Test");
+	struct buf ch;
+	buf_init(&ch);
+	char *ir = plain_response("", "alice@mail.test", "s3cret");
+	ck_assert_int_eq(auth_start(s, "PLAIN", ir, &ch), AUTH_OK);
+	ck_assert_str_eq(auth_username(s), "alice");
+	free(ir);
+	buf_free(&ch);
+	auth_session_free(s);
+}
+END_TEST
+
+START_TEST(login_spelling)
+{
+	struct auth_session *s = session();
+	struct buf ch;
+	buf_init(&ch);
+	char *user = b64("alice@mail.test", 15), *pass = b64("s3cret", 6);
+	ck_assert_int_eq(auth_start(s, "LOGIN", user, &ch), AUTH_CONTINUE);
+	ck_assert_int_eq(auth_step(s, pass, &ch), AUTH_OK);
+	ck_assert_str_eq(auth_username(s), "alice");
+	ck_assert_str_eq(auth_attempted_user(s), "alice@mail.test");
+	free(user);
+	free(pass);
+	buf_free(&ch);
+	auth_session_free(s);
+}
+END_TEST
+
+/* The authorization id names the identity Cyrus reports: it may only be
+ * empty or the authentication id itself, spelled the same. */
+static const struct {
+	const char *authzid, *authcid;
+	int result;
+} authzid_cases[] = {
+	{ "", "alice", AUTH_OK },
+	{ "alice", "alice", AUTH_OK },
+	{ "alice@mail.test", "alice@mail.test", AUTH_OK },
+	{ "bob", "alice", AUTH_FAIL },
+	{ "bob@mail.test", "alice", AUTH_FAIL },
+	{ "alice@mail.test", "alice", AUTH_FAIL },
+	{ "alice", "alice@mail.test", AUTH_FAIL },
+	{ "ALICE", "alice", AUTH_FAIL },
+	{ "alice@example.org", "alice", AUTH_FAIL },
+};
+
+START_TEST(plain_authzid_cases)
+{
+	for (size_t i = 0; i < sizeof(authzid_cases) / sizeof(authzid_cases[0]); i++) {
+		struct auth_session *s = session();
+		struct buf ch;
+		buf_init(&ch);
+		char *ir = plain_response(authzid_cases[i].authzid, authzid_cases[i].authcid, "s3cret");
+		int r = auth_start(s, "PLAIN", ir, &ch);
+		ck_assert_msg(r == authzid_cases[i].result, "case %zu: result %d", i, r);
+		if (r == AUTH_OK)
+			ck_assert_str_eq(auth_username(s), "alice");
+		free(ir);
+		buf_free(&ch);
+		auth_session_free(s);
+	}
+}
+END_TEST
+
+START_TEST(attempted_user_raw)
+{
+	/* Kept as typed: two names that differ only in a quote or a control
+	 * byte are two names (the log quotes them). */
+	static const char *const names[] = { "a\"b", "a?b", "a\\b", "a\x01" "b", "a b" };
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		struct auth_session *s;
+		ck_assert_int_eq(plain_login(names[i], "x", &s), AUTH_FAIL);
+		ck_assert_str_eq(auth_attempted_user(s), names[i]);
+		auth_session_free(s);
+	}
+	/* Bounded: a megabyte of name is not a key. */
+	char longname[1000];
+	memset(longname, 'x', sizeof(longname) - 1);
+	longname[sizeof(longname) - 1] = '\0';
+	struct auth_session *s;
+	ck_assert_int_eq(plain_login(longname, "x", &s), AUTH_FAIL);
+	ck_assert_uint_eq(strlen(auth_attempted_user(s)), 256);
+	ck_assert_uint_eq(strlen(auth_attempted_account(s)), 256);
+	auth_session_free(s);
+}
+END_TEST
+
 /* ---- encoding and mechanisms -------------------------------------------- */
 
 START_TEST(bad_base64)
@@ -582,6 +747,24 @@ START_TEST(scram_unknown_user)
 	buf_init(&ch);
 	ck_assert_int_eq(scram_exchange(s, cc, &ch), AUTH_FAIL);
 	ck_assert_str_eq(auth_attempted_user(s), "mallory");
+	buf_free(&ch);
+	auth_session_free(s);
+	scram_done(cc, &c);
+}
+END_TEST
+
+START_TEST(scram_spelling)
+{
+	struct client_creds c;
+	sasl_callback_t cbs[4];
+	sasl_conn_t *cc = scram_client(&c, "alice@mail.test", "s3cret", cbs);
+	struct auth_session *s = session();
+	struct buf ch;
+	buf_init(&ch);
+	ck_assert_int_eq(scram_exchange(s, cc, &ch), AUTH_CONTINUE);
+	ck_assert_int_eq(auth_step(s, "", &ch), AUTH_OK);
+	ck_assert_str_eq(auth_username(s), "alice");
+	ck_assert_str_eq(auth_attempted_user(s), "alice@mail.test");
 	buf_free(&ch);
 	auth_session_free(s);
 	scram_done(cc, &c);
@@ -905,6 +1088,31 @@ START_TEST(cache_waits_for_a_quiet_file)
 }
 END_TEST
 
+START_TEST(cache_one_account_per_spelling)
+{
+	/* The cache answers only bytes Cyrus accepted (a spelling is its own
+	 * entry), and every entry gives the one account name. */
+	init_cache(MECHS, cachedb[CDB_SHARED], NULL, true);
+	ck_assert_int_eq(cyrus_plain("", "alice", "s3cret"), AUTH_OK);
+	assert_cached("alice", "s3cret", "alice");
+	assert_cached("alice@mail.test", "s3cret", NULL);
+	ck_assert_int_eq(cyrus_plain("", "alice@mail.test", "s3cret"), AUTH_OK);
+	assert_cached("alice@mail.test", "s3cret", "alice");
+	/* A spelling Cyrus refuses is never answered from memory, although
+	 * it names the same account. */
+	ck_assert_int_eq(cyrus_plain("", "alice@MAIL.TEST", "s3cret"), AUTH_FAIL);
+	assert_cached("alice@MAIL.TEST", "s3cret", NULL);
+	/* The session knows what was typed, also for an answer from memory. */
+	struct auth_session *s = session();
+	char *ir = plain_response("", "alice@mail.test", "s3cret");
+	ck_assert(auth_start_cached(s, "PLAIN", ir));
+	ck_assert_str_eq(auth_attempted_user(s), "alice@mail.test");
+	ck_assert_str_eq(auth_attempted_account(s), "alice");
+	free(ir);
+	auth_session_free(s);
+}
+END_TEST
+
 START_TEST(cache_off)
 {
 	init_cache(MECHS, cachedb[CDB_SHARED], NULL, false);
@@ -1061,6 +1269,11 @@ static Suite *auth_suite(void)
 	tcase_add_test(tc, plain_wrong_password);
 	tcase_add_test(tc, plain_unknown_user);
 	tcase_add_test(tc, plain_authzid_denied);
+	tcase_add_test(tc, plain_authzid_cases);
+	tcase_add_test(tc, account_name_rule);
+	tcase_add_test(tc, plain_spellings);
+	tcase_add_test(tc, login_spelling);
+	tcase_add_test(tc, attempted_user_raw);
 	tcase_add_test(tc, plain_no_initial_response);
 	tcase_add_test(tc, plain_empty_initial_response);
 	tcase_add_test(tc, login_two_steps);
@@ -1072,6 +1285,7 @@ static Suite *auth_suite(void)
 	tcase_add_test(tc, scram_wrong_password);
 	tcase_add_test(tc, scram_data_after_final);
 	tcase_add_test(tc, scram_unknown_user);
+	tcase_add_test(tc, scram_spelling);
 	tcase_add_test(tc, external_from_certificate);
 	tcase_add_test(tc, cyrus_config_file);
 	tcase_add_test(tc, no_mechanism_is_an_error);
@@ -1086,6 +1300,7 @@ static Suite *auth_suite(void)
 	tcase_add_test(tc, cache_user_deleted);
 	tcase_add_test(tc, cache_file_replaced);
 	tcase_add_test(tc, cache_waits_for_a_quiet_file);
+	tcase_add_test(tc, cache_one_account_per_spelling);
 	tcase_add_test(tc, cache_off);
 	tcase_add_test(tc, cache_concurrent);
 	tc = add_tcase(su, "cache_api", NULL, api_teardown);

@@ -423,6 +423,66 @@ START_TEST(test_check_rcpt)
 }
 END_TEST
 
+/* Routing in the local part (RFC 5321 3.6.1 and appendix C: '%', '!' and
+ * '@', quoted or not) on mx: a downstream that honours it would relay
+ * for anyone. The path keeps a quoted local part's quotes. */
+static const struct {
+	enum listener l;
+	bool allow;              /* policy { allow_untrusted_routing } */
+	const char *ip, *account, *rcpt;
+	int code;
+	const char *rule;
+} routing_cases[] = {
+	{ MX, false, "203.0.113.1", NULL, "victim%evil.example@example.org", 550, "untrusted_routing" },
+	{ MX, false, "203.0.113.1", NULL, "evil.example!victim@example.org", 550, "untrusted_routing" },
+	{ MX, false, "203.0.113.1", NULL, "\"victim@evil.example\"@example.org", 550,
+	  "untrusted_routing" },
+	{ MX, false, "203.0.113.1", NULL, "\"victim%evil.example\"@EXAMPLE.ORG", 550,
+	  "untrusted_routing" },
+	{ MX, false, "203.0.113.1", NULL, "\"victim\\@evil.example\"@example.org", 550,
+	  "untrusted_routing" },                                     /* a quoted-pair '@' */
+	{ MX, false, "203.0.113.1", NULL, "postmaster%evil.example@example.org", 550,
+	  "untrusted_routing" },
+	{ MX, false, "10.0.0.5", NULL, "victim%evil.example@example.org", 550,
+	  "untrusted_routing" },                                     /* mx trusts nobody */
+	{ MX, false, "203.0.113.1", NULL, "victim%evil.example@elsewhere.net", 550,
+	  "relay_denied" },                                          /* not ours at all */
+	{ MX, false, "203.0.113.1", NULL, "first.last+tag@example.org", 0, NULL },
+	{ MX, false, "203.0.113.1", NULL, "\"first last\"@example.org", 0, NULL },
+	{ MX, false, "203.0.113.1", NULL, "\"a\\\"b\"@example.org", 0, NULL },
+	{ MX, false, "203.0.113.1", NULL, "postmaster", 0, NULL },
+	{ MX, true, "203.0.113.1", NULL, "victim%evil.example@example.org", 0, NULL },
+	{ MX, true, "203.0.113.1", NULL, "\"victim@evil.example\"@example.org", 0, NULL },
+	{ MX, true, "203.0.113.1", NULL, "victim%evil.example@elsewhere.net", 550, "relay_denied" },
+	/* Submission relays for its accounts anyway: nothing to route around. */
+	{ SUBMISSION, false, "203.0.113.1", "bob", "victim%evil.example@elsewhere.net", 0, NULL },
+};
+
+START_TEST(test_check_rcpt_routing)
+{
+	char err[256];
+	const char *tn[] = { "10.0.0.0/8" };
+	struct policy_netlist *nl = policy_netlist_parse(tn, 1, err, sizeof(err));
+	for (size_t i = 0; i < ARRAY_LEN(routing_cases); i++) {
+		struct policy_conf pc = make_conf(routing_cases[i].l, NULL, nl);
+		pc.allow_untrusted_routing = routing_cases[i].allow;
+		struct policy_session ps = { .tls = true,
+			                     .authenticated = routing_cases[i].account != NULL,
+			                     .account = routing_cases[i].account,
+			                     .client_ip = routing_cases[i].ip };
+		struct policy_verdict v;
+		policy_check_rcpt(&pc, &ps, routing_cases[i].rcpt, 0, &v);
+		ck_assert_msg(v.code == routing_cases[i].code, "case %zu: code %d", i, v.code);
+		ck_assert_msg((v.rule == NULL) == (routing_cases[i].rule == NULL) &&
+		                      (!v.rule || strcmp(v.rule, routing_cases[i].rule) == 0),
+		              "case %zu: rule %s", i, v.rule ? v.rule : "(none)");
+		if (v.code)
+			ck_assert_str_eq(v.enh, "5.7.1");
+	}
+	policy_netlist_free(nl);
+}
+END_TEST
+
 START_TEST(test_tables)
 {
 	char err[256], *path = write_temp(map_text);
@@ -610,9 +670,78 @@ END_TEST
 
 /* ---- connections and rates ------------------------------------------------------------- */
 
+/* Per-address counters key an IPv6 client on its network: one /64 is one
+ * subscriber, who has 2^64 addresses to rotate through. */
+static const struct {
+	const char *ip;
+	unsigned prefix;
+	const char *key;
+} client_keys[] = {
+	{ "192.0.2.7", 64, "192.0.2.7" },
+	{ "::ffff:192.0.2.7", 64, "192.0.2.7" },        /* IPv4-mapped is IPv4 */
+	{ "::ffff:192.0.2.7", 128, "192.0.2.7" },
+	{ "2001:db8:1::1", 64, "2001:db8:1::/64" },
+	{ "2001:db8:1:0:ffff:1:2:3", 64, "2001:db8:1::/64" },
+	{ "2001:DB8:1::1", 64, "2001:db8:1::/64" },
+	{ "2001:0db8:0001:0000:0000:0000:0000:0009", 64, "2001:db8:1::/64" },
+	{ "2001:db8:1:ab02::1", 56, "2001:db8:1:ab00::/56" },
+	{ "2001:db8:1:2::1", 48, "2001:db8:1::/48" },
+	{ "2001:db8::1", 1, "::/1" },
+	{ "2001:db8:1::1", 128, "2001:db8:1::1" },
+	{ "2001:0db8:0001::0001", 128, "2001:db8:1::1" },
+	{ "::1", 64, "::/64" },
+	{ "::1", 128, "::1" },
+	{ "fe80::1%lo", 64, "fe80::1%lo" },             /* not an address: as it is */
+	{ "not-an-ip", 64, "not-an-ip" },
+	{ "", 64, "" },
+};
+
+START_TEST(test_client_key)
+{
+	char key[POLICY_CLIENT_KEY_MAX];
+	for (size_t i = 0; i < ARRAY_LEN(client_keys); i++) {
+		policy_client_key(client_keys[i].ip, client_keys[i].prefix, key, sizeof(key));
+		ck_assert_msg(strcmp(key, client_keys[i].key) == 0, "case %zu: %s/%u -> %s", i,
+		              client_keys[i].ip, client_keys[i].prefix, key);
+	}
+	policy_client_key(NULL, 64, key, sizeof(key));
+	ck_assert_str_eq(key, "");
+	/* Too long to be an address: cut, never overrun. */
+	char big[200];
+	memset(big, 'a', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	policy_client_key(big, 64, key, sizeof(key));
+	ck_assert_uint_eq(strlen(key), sizeof(key) - 1);
+}
+END_TEST
+
+START_TEST(test_conncount_ipv6_prefix)
+{
+	struct policy_conncount *cc = policy_conncount_new(64);
+	unsigned total;
+	ck_assert_uint_eq(policy_conncount_inc(cc, "2001:db8:1::1", &total), 1);
+	ck_assert_uint_eq(policy_conncount_inc(cc, "2001:db8:1::2", &total), 2);
+	ck_assert_uint_eq(policy_conncount_inc(cc, "2001:db8:1:0:ffff::9", &total), 3);
+	ck_assert_uint_eq(policy_conncount_inc(cc, "2001:db8:2::1", &total), 1);
+	ck_assert_uint_eq(policy_conncount_inc(cc, "192.0.2.1", &total), 1);
+	ck_assert_uint_eq(policy_conncount_inc(cc, "::ffff:192.0.2.1", &total), 2);
+	ck_assert_uint_eq(total, 6);
+	ck_assert_uint_eq(policy_conncount_dec(cc, "2001:db8:1::2", &total), 2);
+	ck_assert_uint_eq(policy_conncount_dec(cc, "2001:db8:1::1", &total), 1);
+	ck_assert_uint_eq(policy_conncount_dec(cc, "2001:db8:1:0:ffff::9", &total), 0);
+	ck_assert_uint_eq(policy_conncount_dec(cc, "::ffff:192.0.2.1", &total), 1);
+	policy_conncount_free(cc);
+	/* /128: every address its own. */
+	cc = policy_conncount_new(128);
+	ck_assert_uint_eq(policy_conncount_inc(cc, "2001:db8:1::1", NULL), 1);
+	ck_assert_uint_eq(policy_conncount_inc(cc, "2001:db8:1::2", NULL), 1);
+	policy_conncount_free(cc);
+}
+END_TEST
+
 START_TEST(test_conncount)
 {
-	struct policy_conncount *cc = policy_conncount_new();
+	struct policy_conncount *cc = policy_conncount_new(POLICY_IPV6_PREFIX);
 	unsigned total;
 	ck_assert_uint_eq(policy_conncount_inc(cc, "192.0.2.1", &total), 1);
 	ck_assert_uint_eq(policy_conncount_inc(cc, "192.0.2.1", &total), 2);
@@ -652,9 +781,32 @@ static const struct {
 	{ "c", "192.0.2.1", 17, 0, NULL },  /* 4 a minute: a token every 15 s */
 };
 
+START_TEST(test_check_connect_ipv6)
+{
+	/* Three addresses of one /64 are one client: concurrency and rate. */
+	struct policy_state *st = policy_state_new(64);
+	struct policy_conf pc = make_conf(MX, NULL, NULL);
+	pc.max_conn_per_ip = 2;
+	pc.conn_per_ip_per_minute = 3;
+	struct policy_verdict v;
+	policy_check_connect(&pc, st, "2001:db8:1::1", 0, &v);
+	ck_assert_int_eq(v.code, 0);
+	policy_check_connect(&pc, st, "2001:db8:1::2", 0, &v);
+	ck_assert_int_eq(v.code, 0);
+	policy_check_connect(&pc, st, "2001:db8:1::3", 0, &v);
+	ck_assert_str_eq(v.rule, "max_connections_per_ip");
+	policy_check_connect(&pc, st, "2001:db8:2::1", 0, &v);
+	ck_assert_int_eq(v.code, 0);
+	policy_note_disconnect(st, "2001:db8:1::2");
+	policy_check_connect(&pc, st, "2001:db8:1::4", 0, &v);  /* the fourth this minute */
+	ck_assert_str_eq(v.rule, "connection_rate");
+	policy_state_free(st);
+}
+END_TEST
+
 START_TEST(test_check_connect)
 {
-	struct policy_state *st = policy_state_new();
+	struct policy_state *st = policy_state_new(POLICY_IPV6_PREFIX);
 	struct policy_conf pc = make_conf(MX, NULL, NULL);
 	pc.max_conn_per_ip = 2;
 	pc.max_conn_total = 3;
@@ -679,7 +831,7 @@ START_TEST(test_rates)
 {
 	char err[256];
 	struct policy_sendermap *m = load_text(map_text, err, sizeof(err), NULL);
-	struct policy_state *st = policy_state_new();
+	struct policy_state *st = policy_state_new(POLICY_IPV6_PREFIX);
 	struct policy_conf pc = make_conf(SUBMISSION, m, NULL);
 	pc.messages_per_hour = 3;
 	pc.recipients_per_hour = 0;
@@ -740,29 +892,31 @@ static struct policy_conf guard_conf(void)
 	return pc;
 }
 
-/* One step: 'f' failure (want: delay), 's' success, 'c' check (want: code). */
+/* One step: 'f' failure (want: delay), 's' success, 'c' check (want: code).
+ * typed: the name as the client spelled it, when not the account's. */
 struct guard_step {
 	char op;
 	const char *ip, *account;
 	double now;
 	unsigned want;
+	const char *typed;
 };
 
 static void run_guard(const struct guard_step *steps, size_t n, unsigned ip_budget)
 {
 	struct policy_conf pc = guard_conf();
 	pc.auth_ip_budget = ip_budget;
-	struct policy_authguard *g = policy_authguard_new();
+	struct policy_authguard *g = policy_authguard_new(POLICY_IPV6_PREFIX);
 	for (size_t i = 0; i < n; i++) {
 		const struct guard_step *s = &steps[i];
 		struct policy_verdict v;
 		if (s->op == 'f') {
-			unsigned d = policy_auth_failed(g, &pc, s->ip, s->account, s->now);
+			unsigned d = policy_auth_failed(g, &pc, s->ip, s->account, s->typed, s->now);
 			ck_assert_msg(d == s->want, "step %zu: delay %u", i, d);
 		} else if (s->op == 's') {
-			policy_auth_succeeded(g, s->ip, s->account);
+			policy_auth_succeeded(g, s->ip, s->account, s->typed);
 		} else {
-			policy_auth_check(g, &pc, s->ip, s->account, s->now, &v);
+			policy_auth_check(g, &pc, s->ip, s->account, s->typed, s->now, &v);
 			ck_assert_msg((unsigned)v.code == s->want, "step %zu: code %d", i, v.code);
 			if (v.code == 454)
 				ck_assert_str_eq(v.rule, "auth_locked");
@@ -774,60 +928,104 @@ static void run_guard(const struct guard_step *steps, size_t n, unsigned ip_budg
 }
 
 static const struct guard_step pair_steps[] = {
-	{ 'f', "192.0.2.1", "alice", 0, 100 },
-	{ 'f', "192.0.2.1", "alice", 1, 200 },     /* growing delay */
-	{ 'c', "192.0.2.1", "alice", 2, 0 },
-	{ 'f', "192.0.2.1", "alice", 2, 400 },     /* third: locked */
-	{ 'c', "192.0.2.1", "alice", 3, 454 },
-	{ 'c', "192.0.2.1", "ALICE", 3, 454 },
-	{ 'c', "192.0.2.9", "alice", 3, 0 },       /* the real user elsewhere */
-	{ 'c', "192.0.2.1", "bob", 3, 0 },         /* IP budget not spent (3 of 5) */
-	{ 'c', "192.0.2.1", NULL, 3, 0 },
-	{ 'c', "192.0.2.1", "alice", 301, 454 },
-	{ 'c', "192.0.2.1", "alice", 303, 0 },     /* lockout over */
-	{ 'f', "192.0.2.1", "alice", 303, 100 },   /* and the count starts afresh */
+	{ 'f', "192.0.2.1", "alice", 0, 100, NULL },
+	{ 'f', "192.0.2.1", "alice", 1, 200, NULL },     /* growing delay */
+	{ 'c', "192.0.2.1", "alice", 2, 0, NULL },
+	{ 'f', "192.0.2.1", "alice", 2, 400, NULL },     /* third: locked */
+	{ 'c', "192.0.2.1", "alice", 3, 454, NULL },
+	{ 'c', "192.0.2.1", "ALICE", 3, 454, NULL },
+	{ 'c', "192.0.2.9", "alice", 3, 0, NULL },       /* the real user elsewhere */
+	{ 'c', "192.0.2.1", "bob", 3, 0, NULL },         /* IP budget not spent (3 of 5) */
+	{ 'c', "192.0.2.1", NULL, 3, 0, NULL },
+	{ 'c', "192.0.2.1", "alice", 301, 454, NULL },
+	{ 'c', "192.0.2.1", "alice", 303, 0, NULL },     /* lockout over */
+	{ 'f', "192.0.2.1", "alice", 303, 100, NULL },   /* and the count starts afresh */
 };
 
 static const struct guard_step spray_steps[] = {
-	{ 'f', "198.51.100.7", "u1", 0, 100 },
-	{ 'f', "198.51.100.7", "u2", 0, 100 },
-	{ 'f', "198.51.100.7", "u3", 0, 100 },
-	{ 'f', "198.51.100.7", NULL, 0, 100 },     /* no name decoded: IP only */
-	{ 'c', "198.51.100.7", NULL, 0, 0 },
-	{ 'f', "198.51.100.7", "u5", 0, 100 },     /* fifth: the IP is locked */
-	{ 'c', "198.51.100.7", NULL, 1, 421 },
-	{ 'c', "198.51.100.7", "u9", 1, 421 },
-	{ 'c', "198.51.100.8", "u1", 1, 0 },
-	{ 'c', "198.51.100.7", NULL, 901, 0 },
+	{ 'f', "198.51.100.7", "u1", 0, 100, NULL },
+	{ 'f', "198.51.100.7", "u2", 0, 100, NULL },
+	{ 'f', "198.51.100.7", "u3", 0, 100, NULL },
+	{ 'f', "198.51.100.7", NULL, 0, 100, NULL },     /* no name decoded: IP only */
+	{ 'c', "198.51.100.7", NULL, 0, 0, NULL },
+	{ 'f', "198.51.100.7", "u5", 0, 100, NULL },     /* fifth: the IP is locked */
+	{ 'c', "198.51.100.7", NULL, 1, 421, NULL },
+	{ 'c', "198.51.100.7", "u9", 1, 421, NULL },
+	{ 'c', "198.51.100.8", "u1", 1, 0, NULL },
+	{ 'c', "198.51.100.7", NULL, 901, 0, NULL },
 };
 
 static const struct guard_step window_steps[] = {
-	{ 'f', "203.0.113.5", "carol", 0, 100 },
-	{ 'f', "203.0.113.5", "carol", 10, 200 },
-	{ 'f', "203.0.113.5", "carol", 611, 100 }, /* window over: forgotten */
-	{ 'f', "203.0.113.5", "carol", 612, 200 },
-	{ 'c', "203.0.113.5", "carol", 612, 0 },
-	{ 's', "203.0.113.5", "carol", 613, 0 },   /* success clears the pair */
-	{ 'f', "203.0.113.5", "carol", 614, 100 },
-	{ 'f', "203.0.113.5", "carol", 615, 200 },
-	{ 'c', "203.0.113.5", "carol", 615, 0 },
-	{ 'f', "203.0.113.5", "carol", 615, 400 },
-	{ 'c', "203.0.113.5", "carol", 616, 454 },
+	{ 'f', "203.0.113.5", "carol", 0, 100, NULL },
+	{ 'f', "203.0.113.5", "carol", 10, 200, NULL },
+	{ 'f', "203.0.113.5", "carol", 611, 100, NULL }, /* window over: forgotten */
+	{ 'f', "203.0.113.5", "carol", 612, 200, NULL },
+	{ 'c', "203.0.113.5", "carol", 612, 0, NULL },
+	{ 's', "203.0.113.5", "carol", 613, 0, NULL },   /* success clears the pair */
+	{ 'f', "203.0.113.5", "carol", 614, 100, NULL },
+	{ 'f', "203.0.113.5", "carol", 615, 200, NULL },
+	{ 'c', "203.0.113.5", "carol", 615, 0, NULL },
+	{ 'f', "203.0.113.5", "carol", 615, 400, NULL },
+	{ 'c', "203.0.113.5", "carol", 616, 454, NULL },
+};
+
+/* One account under several spellings (auth names the account; the
+ * typed name rides along): failures add up on the account, and a lock
+ * on either name holds. */
+static const struct guard_step spelling_steps[] = {
+	{ 'f', "192.0.2.1", "alice", 0, 100, "alice@mx.example" },
+	{ 'f', "192.0.2.1", "alice", 1, 200, NULL },
+	{ 'c', "192.0.2.1", "alice", 2, 0, "alice@mx.example" },
+	{ 'f', "192.0.2.1", "alice", 2, 400, "alice@MX.example" },  /* third: locked */
+	{ 'c', "192.0.2.1", "alice", 3, 454, NULL },
+	{ 'c', "192.0.2.1", "alice", 3, 454, "alice@mx.example" },
+	{ 'c', "192.0.2.9", "alice", 3, 0, "alice@mx.example" },
+	/* A success clears the account and the name it was typed as ... */
+	{ 's', "192.0.2.2", "bob", 0, 0, NULL },
+	{ 'f', "192.0.2.2", "bob", 0, 100, "bob@mx.example" },
+	{ 'f', "192.0.2.2", "bob", 1, 200, "bob@mx.example" },
+	{ 's', "192.0.2.2", "bob", 2, 0, NULL },
+	/* ... but not another spelling's count, which locks that spelling. */
+	{ 'f', "192.0.2.2", "bob", 3, 400, "bob@mx.example" },
+	{ 'c', "192.0.2.2", "bob", 4, 454, "bob@mx.example" },
+	{ 'c', "192.0.2.2", "bob", 4, 0, NULL },
+	/* The same name in another case is one name, counted once. */
+	{ 'f', "192.0.2.3", "carol", 0, 100, "CAROL" },
+	{ 'f', "192.0.2.3", "carol", 1, 200, "Carol" },
+	{ 'c', "192.0.2.3", "carol", 2, 0, NULL },
+};
+
+/* One /64 is one client for the AUTH budget and the pair lockout. */
+static const struct guard_step ipv6_steps[] = {
+	{ 'f', "2001:db8:1::1", "alice", 0, 100, NULL },
+	{ 'f', "2001:db8:1::2", "alice", 0, 200, NULL },
+	{ 'f', "2001:db8:1:0:ffff::3", "alice", 0, 400, NULL },  /* third: locked */
+	{ 'c', "2001:db8:1::4", "alice", 1, 454, NULL },
+	{ 'c', "2001:db8:2::1", "alice", 1, 0, NULL },
+	{ 'f', "2001:db8:1::5", "u1", 1, 100, NULL },
+	{ 'f', "2001:db8:1::6", "u2", 1, 100, NULL },       /* fifth of the /64 */
+	{ 'c', "2001:db8:1::7", NULL, 2, 421, NULL },
+	{ 'c', "2001:db8:1:0:ffff::1", "bob", 2, 421, NULL },
+	{ 'c', "2001:db8:1:1::1", NULL, 2, 0, NULL },       /* the next /64 */
+	{ 'f', "::ffff:192.0.2.1", "carol", 0, 100, NULL },
+	{ 'f', "192.0.2.1", "carol", 0, 200, NULL },          /* mapped is IPv4 */
 };
 
 START_TEST(test_authguard)
 {
+	run_guard(ipv6_steps, ARRAY_LEN(ipv6_steps), 5);
+	run_guard(spelling_steps, ARRAY_LEN(spelling_steps), 20);
 	run_guard(pair_steps, ARRAY_LEN(pair_steps), 5);
 	run_guard(spray_steps, ARRAY_LEN(spray_steps), 5);
 	/* 7 failures from one IP here: a budget of 5 would lock the IP first
 	 * (as the last rows of spray_steps show). */
 	run_guard(window_steps, ARRAY_LEN(window_steps), 20);
 	static const struct guard_step both[] = {
-		{ 'f', "203.0.113.5", "carol", 0, 100 }, { 'f', "203.0.113.5", "carol", 0, 200 },
-		{ 's', "203.0.113.5", "carol", 0, 0 },   { 'f', "203.0.113.5", "carol", 0, 100 },
-		{ 'f', "203.0.113.5", "carol", 0, 200 },
-		{ 'f', "203.0.113.5", "carol", 0, 400 }, /* fifth from this IP, third of the pair */
-		{ 'c', "203.0.113.5", "carol", 1, 421 }, /* the IP lock is checked first */
+		{ 'f', "203.0.113.5", "carol", 0, 100, NULL }, { 'f', "203.0.113.5", "carol", 0, 200, NULL },
+		{ 's', "203.0.113.5", "carol", 0, 0, NULL },   { 'f', "203.0.113.5", "carol", 0, 100, NULL },
+		{ 'f', "203.0.113.5", "carol", 0, 200, NULL },
+		{ 'f', "203.0.113.5", "carol", 0, 400, NULL }, /* fifth from this IP, third of the pair */
+		{ 'c', "203.0.113.5", "carol", 1, 421, NULL }, /* the IP lock is checked first */
 	};
 	run_guard(both, ARRAY_LEN(both), 5);
 }
@@ -839,11 +1037,12 @@ START_TEST(test_auth_delay_cap)
 	struct policy_conf pc = guard_conf();
 	pc.auth_max_failures = 0;  /* no lockout: watch the delay alone */
 	pc.auth_ip_budget = 0;
-	struct policy_authguard *g = policy_authguard_new();
+	struct policy_authguard *g = policy_authguard_new(POLICY_IPV6_PREFIX);
 	for (size_t i = 0; i < ARRAY_LEN(want); i++)
-		ck_assert_uint_eq(policy_auth_failed(g, &pc, "192.0.2.1", "dan", (double)i), want[i]);
+		ck_assert_uint_eq(policy_auth_failed(g, &pc, "192.0.2.1", "dan", NULL, (double)i),
+		                  want[i]);
 	struct policy_verdict v;
-	policy_auth_check(g, &pc, "192.0.2.1", "dan", 10, &v);
+	policy_auth_check(g, &pc, "192.0.2.1", "dan", NULL, 10, &v);
 	ck_assert_int_eq(v.code, 0);
 	policy_authguard_free(g);
 }
@@ -873,10 +1072,10 @@ static void *hammer(void *arg)
 		policy_conncount_inc(h->st->conns, ip, NULL);
 		policy_conncount_inc(h->st->conns, "10.255.255.255", NULL);
 		struct policy_verdict v;
-		policy_auth_check(h->st->guard, &h->pc, ip, "victim", now, &v);
-		policy_auth_failed(h->st->guard, &h->pc, ip, "victim", now);
+		policy_auth_check(h->st->guard, &h->pc, ip, "victim", "Victim@x", now, &v);
+		policy_auth_failed(h->st->guard, &h->pc, ip, "victim", "Victim@x", now);
 		if (i % 7 == 0)
-			policy_auth_succeeded(h->st->guard, ip, "victim");
+			policy_auth_succeeded(h->st->guard, ip, "victim", NULL);
 		policy_conncount_dec(h->st->conns, "10.255.255.255", NULL);
 		policy_conncount_dec(h->st->conns, ip, NULL);
 	}
@@ -886,7 +1085,7 @@ static void *hammer(void *arg)
 START_TEST(test_threads)
 {
 	enum { NTHREADS = 4 };
-	struct policy_state *st = policy_state_new();
+	struct policy_state *st = policy_state_new(POLICY_IPV6_PREFIX);
 	struct hammer h[NTHREADS];
 	pthread_t t[NTHREADS];
 	for (int i = 0; i < NTHREADS; i++) {
@@ -919,10 +1118,13 @@ static Suite *policy_suite(void)
 		{ "sendermap", test_sender_limits },     { "sendermap", test_sender_bad_files },
 		{ "bigmap", test_sender_big_map },       { "netlist", test_netlist },
 		{ "netlist", test_netlist_bad },         { "verdicts", test_check_mail },
-		{ "verdicts", test_check_rcpt },         { "verdicts", test_tables },
+		{ "verdicts", test_check_rcpt },         { "verdicts", test_check_rcpt_routing },
+		{ "verdicts", test_tables },
 		{ "header_from", test_header_from_parse }, { "header_from", test_header_from_check },
 		{ "limiter", test_limiter_refill },      { "flood", test_limiter_bounded },
+		{ "limits", test_client_key },           { "limits", test_conncount_ipv6_prefix },
 		{ "limits", test_conncount },            { "limits", test_check_connect },
+		{ "limits", test_check_connect_ipv6 },
 		{ "limits", test_rates },                { "authguard", test_authguard },
 		{ "authguard", test_auth_delay_cap },    { "threads", test_threads },
 	};
