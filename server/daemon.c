@@ -9,13 +9,13 @@
 #include "config.h"
 #include "server/daemon.h"
 #include "server/session.h"
+#include "server/startup.h"
 #include "auth/auth.h"
 #include "certs/certs.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <grp.h>
-#include <pwd.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -180,6 +180,15 @@ struct daemon *daemon_new(struct conf *conf, bool check_only, char *err, size_t 
 	if (conf->trace_key_file &&
 	    trace_keys_load(conf->trace_key_file, &d->trace_keys, &d->ntrace_keys, err, errlen) < 0)
 		goto fail;
+	/* posternd -t answers for the daemon user too: a sasldb it cannot read
+	 * would make every login a 454. A start checks in
+	 * daemon_drop_privileges(), once its directories are made. */
+	if (check_only) {
+		struct startup_user u;
+		if (startup_user(conf, &u, err, errlen) < 0 ||
+		    startup_check_files(conf, &u, err, errlen) < 0)
+			goto fail;
+	}
 	return d;
 fail:
 	daemon_free(d);
@@ -188,30 +197,26 @@ fail:
 
 int daemon_drop_privileges(struct daemon *d, char *err, size_t errlen)
 {
-	const char *user = d->conf->user;
-	if (getuid() != 0 && geteuid() != 0)
+	const struct conf *c = d->conf;
+	struct startup_user u;
+	if (startup_user(c, &u, err, errlen) < 0 || startup_make_dirs(c, &u, err, errlen) < 0 ||
+	    startup_check_files(c, &u, err, errlen) < 0)
+		return -1;
+	if (!u.become)
 		return 0;
-	if (!user) {
-		snprintf(err, errlen, "%s: running as root: set user = \"...\" to an unprivileged account",
-		         d->conf->path);
-		return -1;
-	}
-	struct passwd *pw = getpwnam(user);
-	if (!pw) {
-		snprintf(err, errlen, "%s: user %s: no such user", d->conf->path, user);
-		return -1;
-	}
-	if (initgroups(pw->pw_name, pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 ||
-	    setuid(pw->pw_uid) < 0) {
-		snprintf(err, errlen, "cannot become user %s: %s", user, strerror(errno));
+	if (initgroups(u.name, u.gid) < 0 || setgid(u.gid) < 0 || setuid(u.uid) < 0) {
+		snprintf(err, errlen, "cannot become user %s: %s", u.name, strerror(errno));
 		return -1;
 	}
 	if (setuid(0) == 0) {
-		snprintf(err, errlen, "could regain root after dropping to %s", user);
+		snprintf(err, errlen, "could regain root after dropping to %s", u.name);
 		return -1;
 	}
-	log_info("event=privileges user=%s uid=%u", user, (unsigned)pw->pw_uid);
-	return 0;
+	log_info("event=privileges user=%s uid=%u", u.name, (unsigned)u.uid);
+	/* The child's verdict again, with the credentials this process has now
+	 * (nothing should differ; if anything does, better to stop here). */
+	u.become = false;
+	return startup_check_files(c, &u, err, errlen);
 }
 
 /* ---- workers ------------------------------------------------------------------- */

@@ -4,11 +4,18 @@ checks of `posternd -t` and of a start from the daemon user's point of
 view, and the file descriptor limit against `max_connections`."""
 
 import os
+import pwd
+import shutil
 import stat
+import subprocess
+import tempfile
 
 import pytest
 
-from conftest import USERS, wait_for
+from conftest import IS_ROOT, POSTERND, USERS, Postern, make_dir, wait_for
+
+needs_root = pytest.mark.skipif(not IS_ROOT, reason="the daemon user's view differs from the"
+                                " starter's only when posternd starts as root")
 
 
 def mode(path):
@@ -59,3 +66,184 @@ def test_trace_store_left_open_by_an_older_version_is_closed(make_postern, sink)
     sink.wait_messages(1)
     for suffix in ("", "-wal", "-shm"):
         assert mode(p.trace_db + suffix) == 0o640, suffix
+
+
+# ---- directories and access, from the daemon user's point of view -------------
+
+@pytest.fixture
+def unstarted(workdir, pki, sasldb):
+    """Postern objects whose configuration a test edits before it starts
+    them; stopped (and their logs checked) at the end like make_postern's."""
+    made = []
+
+    def make(**kw):
+        base = make_dir(tempfile.mkdtemp(prefix="p-", dir=workdir))
+        p = Postern(base, pki, kw.pop("sasldb", sasldb), **kw)
+        made.append(p)
+        return p
+
+    yield make
+    problems = []
+    for p in made:
+        if p.proc:
+            rc = p.stop()
+            if rc != 0:
+                problems.append(f"posternd exited with status {rc}")
+        if os.path.exists(p.log_path):
+            for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+                if marker in p.logtext():
+                    problems.append(f"{marker} in {p.log_path}")
+    assert not problems, "; ".join(problems)
+
+
+def edit_conf(p, old, new):
+    with open(p.conf) as f:
+        text = f.read()
+    assert f'"{old}"' in text, old
+    with open(p.conf, "w") as f:
+        f.write(text.replace(f'"{old}"', f'"{new}"'))
+
+
+def check(p, **kw):
+    return subprocess.run([POSTERND, "-t", "-c", p.conf], capture_output=True, text=True,
+                          timeout=30, **kw)
+
+
+def run_briefly(p):
+    """Starts posternd expecting it to refuse: returns (status, stderr)."""
+    try:
+        out = subprocess.run([POSTERND, "-c", p.conf], capture_output=True, text=True, timeout=20)
+    except subprocess.TimeoutExpired:
+        pytest.fail("posternd started although it should have refused")
+    return out.returncode, out.stderr
+
+
+def owner_and_mode(path):
+    st = os.stat(path)
+    return pwd.getpwuid(st.st_uid).pw_name, stat.S_IMODE(st.st_mode)
+
+
+@needs_root
+def test_first_start_makes_its_directories(unstarted):
+    """As in the sample configuration: the spool and the trace database's
+    directory do not exist yet, under directories only root may write.
+    posternd -t makes nothing; the first start makes them, owned by the
+    daemon user, before it drops privileges."""
+    p = unstarted()
+    var = os.path.join(p.base, "var")
+    for d in ("spool", "lib"):
+        os.makedirs(os.path.join(var, d), mode=0o755)
+    spool = os.path.join(var, "spool", "postern")
+    trace_db = os.path.join(var, "lib", "postern", "trace.db")
+    edit_conf(p, p.spool, spool)
+    edit_conf(p, p.trace_db, trace_db)
+    p.spool, p.trace_db = spool, trace_db
+
+    out = check(p)
+    assert out.returncode == 0, out.stderr
+    assert not os.path.exists(spool) and not os.path.exists(os.path.dirname(trace_db))
+
+    p.start()
+    wait_for(lambda: "event=started" in p.logtext(), 10, what="the daemon started")
+    assert owner_and_mode(spool) == ("nobody", 0o700)
+    assert owner_and_mode(os.path.dirname(trace_db)) == ("nobody", 0o750)
+    send_one(p)
+    wait_for(lambda: p.maildir_messages(), 15, what="the message delivered")
+
+
+def unreadable_sasldb(p, sasldb):
+    """The sasldb as saslpasswd2 makes it when run as root: root's, 0640."""
+    db = os.path.join(p.base, "sasldb2")
+    shutil.copy(sasldb, db)
+    os.chmod(db, 0o640)
+    edit_conf(p, sasldb, db)
+    return db
+
+
+@needs_root
+def test_sasldb_the_daemon_user_cannot_read(unstarted, sasldb):
+    """Every login would get 454: -t and the start both say which file and why."""
+    p = unstarted()
+    db = unreadable_sasldb(p, sasldb)
+    for rc, err in ((lambda o: (o.returncode, o.stderr))(check(p)), run_briefly(p)):
+        assert rc == 1, err
+        assert db in err and "nobody" in err and "Permission denied" in err, err
+        assert "configuration OK" not in err
+
+
+def break_spool(p):
+    os.chown(p.spool, 0, 0)
+    return p.spool
+
+
+def break_queue(p):
+    q = make_dir(os.path.join(p.spool, "queue"))   # root's, 0755
+    return q
+
+
+def break_trace_dir(p):
+    os.chown(p.trace_dir, 0, 0)
+    return p.trace_dir
+
+
+def break_trace_db(p):
+    with open(p.trace_db, "wb"):
+        pass
+    os.chmod(p.trace_db, 0o644)   # root's: readable, not writable
+    return p.trace_db
+
+
+def break_parent(p):
+    """A spool to be made under a directory the user cannot enter: making
+    it as root would succeed, and the daemon could not use it."""
+    private = os.path.join(p.base, "private")
+    os.mkdir(private, 0o700)
+    spool = os.path.join(private, "spool")
+    edit_conf(p, p.spool, spool)
+    return private
+
+
+@needs_root
+@pytest.mark.parametrize("breaker", [break_spool, break_queue, break_trace_dir, break_trace_db,
+                                     break_parent])
+def test_directory_the_daemon_user_cannot_write(unstarted, breaker):
+    p = unstarted()
+    path = breaker(p)
+    out = check(p)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert f"{path}: Permission denied" in out.stderr and "nobody" in out.stderr, out.stderr
+    assert p.conf in out.stderr
+    rc, err = run_briefly(p)
+    assert rc == 1 and f"{path}: Permission denied" in err, err
+
+
+def as_nobody():
+    nobody = pwd.getpwnam("nobody")
+    os.setgroups([])
+    os.setgid(nobody.pw_gid)
+    os.setuid(nobody.pw_uid)
+
+
+@needs_root
+def test_check_run_by_the_daemon_user_itself(unstarted, sasldb):
+    """Started as the unprivileged user (no user = ... needed), the check
+    looks with its own eyes."""
+    p = unstarted()
+    db = unreadable_sasldb(p, sasldb)
+    nobody = pwd.getpwnam("nobody")
+    # What it reads before dropping privileges must be its own here.
+    for path in (p.pki.path("server.key"), p.keys):
+        mine = os.path.join(p.base, "own-" + os.path.basename(path))
+        shutil.copy(path, mine)
+        os.chown(mine, nobody.pw_uid, nobody.pw_gid)
+        edit_conf(p, path, mine)
+    with open(p.conf) as f:
+        text = f.read().replace('user = "nobody"', "")
+    with open(p.conf, "w") as f:
+        f.write(text)
+    out = check(p, preexec_fn=as_nobody)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert f"{db}: Permission denied" in out.stderr, out.stderr
+    os.chmod(db, 0o644)
+    out = check(p, preexec_fn=as_nobody)
+    assert out.returncode == 0, out.stderr
