@@ -167,6 +167,8 @@ struct daemon *daemon_new(struct conf *conf, bool check_only, char *err, size_t 
 	d->conf = conf;
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	d->nworkers = conf->loops ? conf->loops : (unsigned)(ncpu > 0 ? ncpu : 1);
+	if (startup_fd_limit(conf, d->nworkers, err, errlen) < 0)
+		goto fail;
 	char why[512];
 	d->tables = daemon_tables(conf, why, sizeof(why));
 	if (!d->tables) {
@@ -414,6 +416,12 @@ static void daemon_reload(struct daemon *d)
 	struct conf *nc = conf_load_flags(d->conf->path, CONF_NO_FILE_CHECKS, err, sizeof(err));
 	if (!nc) {
 		log_err("event=reload_error error=\"%s\" note=\"keeping the running policy\"", err);
+		return;
+	}
+	/* The connection limit the policy gets must still fit the descriptors. */
+	if (startup_fd_limit(nc, d->nworkers, err, sizeof(err)) < 0) {
+		log_err("event=reload_error error=%s note=\"keeping the running policy\"", log_q(err));
+		conf_free(nc);
 		return;
 	}
 	struct policy_tables *t = daemon_tables(nc, err, sizeof(err));

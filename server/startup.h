@@ -46,10 +46,10 @@ int startup_check_files(const struct conf *c, const struct startup_user *u, char
 
 /* What max_connections needs of RLIMIT_NOFILE: two descriptors per
  * connection (its socket and, during DATA, its spool file) plus what the
- * daemon holds besides. Raises the soft limit up to the hard one; when
- * even that is too low, lowers c->max_connections to what fits and says
- * so on the log (posternd -t: on stderr). An error only when not even one
+ * daemon holds besides. Raises the soft limit to the hard one; when even
+ * that is too low, lowers c->max_connections to what fits and logs
+ * event=fd_limit (posternd -t: on stderr). An error only when not even one
  * connection per loop would fit. */
-int startup_fd_limit(struct conf *c, unsigned nloops, bool check_only, char *err, size_t errlen);
+int startup_fd_limit(struct conf *c, unsigned nloops, char *err, size_t errlen);
 
 #endif

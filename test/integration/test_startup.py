@@ -5,14 +5,17 @@ view, and the file descriptor limit against `max_connections`."""
 
 import os
 import pwd
+import re
+import resource
 import shutil
+import signal
 import stat
 import subprocess
 import tempfile
 
 import pytest
 
-from conftest import IS_ROOT, POSTERND, USERS, Postern, make_dir, wait_for
+from conftest import IS_ROOT, POSTERND, USERS, Postern, expect, make_dir, wait_for, wait_port
 
 needs_root = pytest.mark.skipif(not IS_ROOT, reason="the daemon user's view differs from the"
                                 " starter's only when posternd starts as root")
@@ -247,3 +250,82 @@ def test_check_run_by_the_daemon_user_itself(unstarted, sasldb):
     os.chmod(db, 0o644)
     out = check(p, preexec_fn=as_nobody)
     assert out.returncode == 0, out.stderr
+
+
+# ---- file descriptors ------------------------------------------------------------
+
+def limited(soft, hard):
+    def set_limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    return set_limit
+
+
+def start_limited(p, soft, hard):
+    """Postern.start() under RLIMIT_NOFILE (soft, hard)."""
+    p.log = open(p.log_path, "ab")
+    p.proc = subprocess.Popen([POSTERND, "-c", p.conf], stdout=p.log, stderr=p.log,
+                              preexec_fn=limited(soft, hard))
+    for port in p.ports.values():
+        wait_port(port)
+    wait_for(lambda: "event=started" in p.logtext(), 10, what="the daemon started")
+    return p
+
+
+def nofile(pid):
+    with open(f"/proc/{pid}/limits") as f:
+        m = re.search(r"^Max open files\s+(\d+)\s+(\d+)", f.read(), re.M)
+    return int(m.group(1)), int(m.group(2))
+
+
+def test_soft_fd_limit_raised_to_the_hard_one(unstarted):
+    p = unstarted(limits="max_connections = 1000")
+    start_limited(p, 256, 4096)
+    assert nofile(p.proc.pid) == (4096, 4096)
+    assert "event=fd_limit" not in p.logtext()
+
+
+def test_max_connections_lowered_to_what_the_fd_limit_holds(unstarted):
+    """20000 connections (the default) need 40000 descriptors and more; with
+    300 the daemon says how many it will take, and takes no more: the one
+    beyond gets 421 4.7.0 rather than an accept() that fails."""
+    p = unstarted(policy="max_connections_per_ip = 0")
+    out = check(p, preexec_fn=limited(300, 300))
+    assert out.returncode == 0, out.stderr
+    m = re.search(r"event=fd_limit .*max_connections=20000 lowered_to=(\d+)", out.stderr)
+    assert m, out.stderr
+    start_limited(p, 300, 300)
+    m = re.search(r"level=warn event=fd_limit .*max_connections=20000 lowered_to=(\d+)"
+                  r" nofile=300", p.logtext())
+    assert m, p.logtext()
+    cap = int(m.group(1))
+    assert 20 <= cap < 150, cap
+    fill_to_the_cap(p, cap)
+    # A reload reads limits { } again: the cap must survive it.
+    p.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "event=reload_done" in p.logtext(), 10, what="the reload")
+    fill_to_the_cap(p, cap)
+
+
+def fill_to_the_cap(p, cap):
+    clients = []
+    for _ in range(cap):
+        c = p.raw("mx")
+        expect(c.reply(), 220)
+        clients.append(c)
+    extra = p.raw("mx")
+    expect(extra.reply(), 421, "4.7.0")
+    for c in clients + [extra]:
+        c.close()
+    # The daemon counts them out as it sees them close.
+    wait_for(lambda: p.logtext().count("event=disconnect") >= p.logtext().count("event=connect"),
+             10, what="the connections closed")
+
+
+def test_fd_limit_too_low_for_the_daemon_itself(unstarted):
+    p = unstarted()
+    for argv in ([POSTERND, "-t", "-c", p.conf], [POSTERND, "-c", p.conf]):
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=20,
+                             preexec_fn=limited(40, 40))
+        assert out.returncode == 1, out.stdout + out.stderr
+        assert "RLIMIT_NOFILE" in out.stderr and "max_connections" in out.stderr, out.stderr
+        assert p.conf in out.stderr
