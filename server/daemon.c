@@ -8,6 +8,7 @@
  */
 #include "config.h"
 #include "server/daemon.h"
+#include "server/sandbox.h"
 #include "server/session.h"
 #include "server/startup.h"
 #include "auth/auth.h"
@@ -599,6 +600,10 @@ int daemon_run(struct daemon *d)
 {
 	signal(SIGPIPE, SIG_IGN);
 	char err[512];
+	if (sandbox_no_new_privs(err, sizeof(err)) < 0) {
+		log_err("event=sandbox_error error=%s", log_q(err));
+		return 1;
+	}
 	/* Opened as the unprivileged user, so that what it creates is ours. */
 	d->spool = relay_spool_open(d->conf->spool_dir, err, sizeof(err));
 	if (!d->spool) {
@@ -622,6 +627,13 @@ int daemon_run(struct daemon *d)
 	d->relay = daemon_relay(d);
 	if (!d->relay)
 		return 1;
+	/* Everything that needed more than the daemon's daily calls is done
+	 * (binding, keys, the privilege drop, the spool, the store, the relay);
+	 * the loops start inside the filter. */
+	if (sandbox_apply(d->conf->sandbox_seccomp, err, sizeof(err)) < 0) {
+		log_err("event=sandbox_error error=%s", log_q(err));
+		return 1;
+	}
 	d->workers = xcalloc(d->nworkers, sizeof(*d->workers));
 	uv_loop_t main_loop;
 	uv_loop_init(&main_loop);
