@@ -114,7 +114,7 @@ static int make_dir_for(const char *conf_path, const char *what, const char *dir
 		}
 		if (rc == 0)
 			log_info("event=dir_created dir=%s owner=%s mode=%04o", log_q(tmp),
-			         last ? u->name : "root", (unsigned)(last ? mode : PARENT_MODE));
+			         log_q(last ? u->name : "root"), (unsigned)(last ? mode : PARENT_MODE));
 		if (last)
 			return 0;
 		*p = '/';
