@@ -386,6 +386,11 @@ static cfg_opt_t relay_opts[] = {
 	CFG_END()
 };
 
+static cfg_opt_t sandbox_opts[] = {
+	CFG_BOOL("seccomp", cfg_true, CFGF_NONE),
+	CFG_END()
+};
+
 static cfg_opt_t top_opts[] = {
 	CFG_STR("hostname", NULL, CFGF_NODEFAULT),
 	CFG_INT("loops", 0, CFGF_NONE),
@@ -400,6 +405,7 @@ static cfg_opt_t top_opts[] = {
 	CFG_SEC("trace", trace_opts, CFGF_NONE),
 	CFG_SEC("spool", spool_opts, CFGF_NONE),
 	CFG_SEC("relay", relay_opts, CFGF_NONE),
+	CFG_SEC("sandbox", sandbox_opts, CFGF_NONE),
 	CFG_END()
 };
 
@@ -662,6 +668,8 @@ static void conf_fill(struct conf *c, cfg_t *cfg, const char *dir)
 	c->relay_retry_max = conf_seconds(rel, "retry_max");
 	c->relay_max_queue_time = conf_seconds(rel, "max_queue_time");
 	c->relay_timeout = conf_seconds(rel, "timeout");
+
+	c->sandbox_seccomp = cfg_getbool(cfg_getsec(cfg, "sandbox"), "seccomp");
 }
 
 /* Checks that need the whole file; no single line to blame. */

@@ -123,6 +123,9 @@ struct conf {
 	unsigned relay_retry_max;
 	unsigned relay_max_queue_time;
 	unsigned relay_timeout;
+
+	/* sandbox */
+	bool sandbox_seccomp;    /* a system call allowlist once start-up is done */
 };
 
 /* Reads path (NULL: defaults only). Returns NULL and writes "file:line:

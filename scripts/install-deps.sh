@@ -11,6 +11,7 @@ libuv1-dev
 libldns-dev ldnsutils
 libconfuse-dev
 libsqlite3-dev sqlite3
+libseccomp-dev
 check
 python3 python3-pytest
 swaks libnet-ssleay-perl libio-socket-ssl-perl msmtp curl

@@ -34,7 +34,6 @@ struct conn_write {
  * each costs a handshake and a descriptor, so there are at most this many
  * per loop at once (the rest are closed without a word), and they get a
  * short handshake timeout. */
-#define REFUSALS_MAX 64
 #define REFUSAL_HANDSHAKE_TIMEOUT 5
 #define REFUSAL_DROP_LOG_MS 10000
 
@@ -348,7 +347,7 @@ static void conn_addr(const struct sockaddr_storage *ss, char *ip, size_t iplen,
 static void conn_refuse_after_handshake(struct session *s, const struct policy_verdict *v)
 {
 	struct worker *w = s->w;
-	if (w->refusing >= REFUSALS_MAX) {
+	if (w->refusing >= LISTENER_REFUSALS_MAX) {
 		w->refusals_dropped++;
 		uint64_t now = uv_now(&w->loop);
 		if (now - w->refusals_drop_logged >= REFUSAL_DROP_LOG_MS) {

@@ -8,7 +8,9 @@
  */
 #include "config.h"
 #include "server/daemon.h"
+#include "server/sandbox.h"
 #include "server/session.h"
+#include "server/startup.h"
 #include "auth/auth.h"
 #include "certs/certs.h"
 
@@ -16,7 +18,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
-#include <pwd.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -169,6 +170,8 @@ struct daemon *daemon_new(struct conf *conf, bool check_only, char *err, size_t 
 	d->conf = conf;
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	d->nworkers = conf->loops ? conf->loops : (unsigned)(ncpu > 0 ? ncpu : 1);
+	if (startup_fd_limit(conf, d->nworkers, err, errlen) < 0)
+		goto fail;
 	char why[512];
 	d->tables = daemon_tables(conf, why, sizeof(why));
 	if (!d->tables) {
@@ -182,6 +185,15 @@ struct daemon *daemon_new(struct conf *conf, bool check_only, char *err, size_t 
 	if (conf->trace_key_file &&
 	    trace_keys_load(conf->trace_key_file, &d->trace_keys, &d->ntrace_keys, err, errlen) < 0)
 		goto fail;
+	/* posternd -t answers for the daemon user too: a sasldb it cannot read
+	 * would make every login a 454. A start checks in
+	 * daemon_drop_privileges(), once its directories are made. */
+	if (check_only) {
+		struct startup_user u;
+		if (startup_user(conf, &u, err, errlen) < 0 ||
+		    startup_check_files(conf, &u, err, errlen) < 0)
+			goto fail;
+	}
 	return d;
 fail:
 	daemon_free(d);
@@ -190,30 +202,26 @@ fail:
 
 int daemon_drop_privileges(struct daemon *d, char *err, size_t errlen)
 {
-	const char *user = d->conf->user;
-	if (getuid() != 0 && geteuid() != 0)
+	const struct conf *c = d->conf;
+	struct startup_user u;
+	if (startup_user(c, &u, err, errlen) < 0 || startup_make_dirs(c, &u, err, errlen) < 0 ||
+	    startup_check_files(c, &u, err, errlen) < 0)
+		return -1;
+	if (!u.become)
 		return 0;
-	if (!user) {
-		snprintf(err, errlen, "%s: running as root: set user = \"...\" to an unprivileged account",
-		         d->conf->path);
-		return -1;
-	}
-	struct passwd *pw = getpwnam(user);
-	if (!pw) {
-		snprintf(err, errlen, "%s: user %s: no such user", d->conf->path, user);
-		return -1;
-	}
-	if (initgroups(pw->pw_name, pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 ||
-	    setuid(pw->pw_uid) < 0) {
-		snprintf(err, errlen, "cannot become user %s: %s", user, strerror(errno));
+	if (initgroups(u.name, u.gid) < 0 || setgid(u.gid) < 0 || setuid(u.uid) < 0) {
+		snprintf(err, errlen, "cannot become user %s: %s", u.name, strerror(errno));
 		return -1;
 	}
 	if (setuid(0) == 0) {
-		snprintf(err, errlen, "could regain root after dropping to %s", user);
+		snprintf(err, errlen, "could regain root after dropping to %s", u.name);
 		return -1;
 	}
-	log_info("event=privileges user=%s uid=%u", user, (unsigned)pw->pw_uid);
-	return 0;
+	log_info("event=privileges user=%s uid=%u", u.name, (unsigned)u.uid);
+	/* The child's verdict again, with the credentials this process has now
+	 * (nothing should differ; if anything does, better to stop here). */
+	u.become = false;
+	return startup_check_files(c, &u, err, errlen);
 }
 
 /* ---- workers ------------------------------------------------------------------- */
@@ -425,6 +433,12 @@ static void daemon_reload(struct daemon *d)
 	if (nc->ipv6_prefix != d->pstate->ipv6_prefix)
 		log_warn("event=reload ipv6_prefix=%u note=\"needs a restart; keeping /%u\"",
 		         nc->ipv6_prefix, d->pstate->ipv6_prefix);
+	/* The connection limit the policy gets must still fit the descriptors. */
+	if (startup_fd_limit(nc, d->nworkers, err, sizeof(err)) < 0) {
+		log_err("event=reload_error error=%s note=\"keeping the running policy\"", log_q(err));
+		conf_free(nc);
+		return;
+	}
 	struct policy_tables *t = daemon_tables(nc, err, sizeof(err));
 	if (!t) {
 		log_err("event=reload_error error=\"%s: policy: %s\" note=\"keeping the running policy\"",
@@ -600,6 +614,10 @@ int daemon_run(struct daemon *d)
 {
 	signal(SIGPIPE, SIG_IGN);
 	char err[512];
+	if (sandbox_no_new_privs(err, sizeof(err)) < 0) {
+		log_err("event=sandbox_error error=%s", log_q(err));
+		return 1;
+	}
 	/* Opened as the unprivileged user, so that what it creates is ours. */
 	d->spool = relay_spool_open(d->conf->spool_dir, err, sizeof(err));
 	if (!d->spool) {
@@ -623,6 +641,13 @@ int daemon_run(struct daemon *d)
 	d->relay = daemon_relay(d);
 	if (!d->relay)
 		return 1;
+	/* Everything that needed more than the daemon's daily calls is done
+	 * (binding, keys, the privilege drop, the spool, the store, the relay);
+	 * the loops start inside the filter. */
+	if (sandbox_apply(d->conf->sandbox_seccomp, err, sizeof(err)) < 0) {
+		log_err("event=sandbox_error error=%s", log_q(err));
+		return 1;
+	}
 	d->workers = xcalloc(d->nworkers, sizeof(*d->workers));
 	uv_loop_t main_loop;
 	uv_loop_init(&main_loop);

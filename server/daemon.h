@@ -31,6 +31,9 @@ struct listener {
 };
 
 #define WORKER_BUCKETS 4096
+/* Refused smtps connections whose handshake a loop completes at once to
+ * answer 421 inside TLS (conn.c); each holds a descriptor meanwhile. */
+#define LISTENER_REFUSALS_MAX 64
 
 /* One listener's socket on one loop. Accepting is ours (accept4 on a
  * uv_poll_t), not uv_listen's, so that it can pause: when the process is

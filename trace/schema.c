@@ -11,9 +11,19 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* The records name accounts, client addresses and recipients: the owner
+ * (the daemon user) and its group (the operators who run `postern trace`)
+ * only. SQLite gives -wal and -shm the mode of the database file when it
+ * creates them, whatever the umask, so the database file's mode is the
+ * one to get right. */
+#define DB_FILE_MODE 0640
 
 /* Version 1. Every lookup key has an index; addresses, senders and
  * recipients compare without case (ASCII) because that is how people type
@@ -226,6 +236,40 @@ static int writer_setup(sqlite3 *db, char *err, size_t errlen)
 	return migrate(db, err, errlen);
 }
 
+/* Creates the writer's database file with DB_FILE_MODE (fchmod: the umask
+ * must not widen or narrow it), or takes the world's access away from one
+ * an older version left 0644, and the -wal and -shm a crash left beside it.
+ * Files we do not own are the operator's business and left alone. */
+static int writer_file(const char *path, char *err, size_t errlen)
+{
+	int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, DB_FILE_MODE);
+	if (fd >= 0) {
+		int rc = fchmod(fd, DB_FILE_MODE) < 0 ? -errno : 0;
+		close(fd);
+		if (rc < 0)
+			snprintf(err, errlen, "cannot set the mode of a new database: %s", strerror(-rc));
+		return rc;
+	}
+	if (errno != EEXIST) {
+		snprintf(err, errlen, "cannot create: %s", strerror(errno));
+		return -errno;
+	}
+	static const char *const suffixes[] = { "", "-wal", "-shm" };
+	for (size_t i = 0; i < ARRAY_LEN(suffixes); i++) {
+		char file[4096];
+		struct stat st;
+		if ((size_t)snprintf(file, sizeof(file), "%s%s", path, suffixes[i]) >= sizeof(file) ||
+		    stat(file, &st) < 0 || st.st_uid != geteuid() || !(st.st_mode & S_IRWXO))
+			continue;
+		mode_t m = st.st_mode & 07777 & ~(mode_t)S_IRWXO;
+		if (chmod(file, m) == 0)
+			log_warn("event=trace_store_mode file=%s old=%04o new=%04o"
+			         " note=\"was open to every local user\"", log_q(file),
+			         (unsigned)(st.st_mode & 07777), (unsigned)m);
+	}
+	return 0;
+}
+
 int trace__db_open(const char *path, enum trace__open_mode mode, sqlite3 **out,
                    char *err, size_t errlen)
 {
@@ -234,6 +278,8 @@ int trace__db_open(const char *path, enum trace__open_mode mode, sqlite3 **out,
 		flags |= SQLITE_OPEN_CREATE;
 	sqlite3 *db = NULL;
 	char why[512] = "";
+	if (mode == TRACE__OPEN_WRITER && writer_file(path, why, sizeof(why)) < 0)
+		goto fail;
 	int rc = sqlite3_open_v2(path, &db, flags, NULL);
 	if (rc != SQLITE_OK) {
 		snprintf(why, sizeof(why), "%s", db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));

@@ -11,3 +11,4 @@ ssl=$(pkg-config --cflags --libs openssl)
 $CC $CFLAGS -o "$out/pgen" "$src/pgen.c" -lpthread $ssl
 $CC $CFLAGS -o "$out/psink" "$src/psink.c" -lpthread $ssl
 $CC $CFLAGS -o "$out/fsbench" "$src/fsbench.c" -lpthread
+$CC $CFLAGS -o "$out/keysign" "$src/keysign.c" $ssl

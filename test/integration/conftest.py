@@ -8,7 +8,6 @@ import base64
 import os
 import pwd
 import re
-import resource
 import shutil
 import signal
 import smtplib
@@ -242,15 +241,9 @@ class Postern:
         self.proc = None
         self.log = None
 
-    def start(self, nofile=None):
-        """nofile: the open-file limit (soft and hard) to start posternd with."""
+    def start(self):
         self.log = open(self.log_path, "ab")
-
-        def limits():
-            if nofile:
-                resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
-        self.proc = subprocess.Popen([POSTERND, "-c", self.conf], stdout=self.log, stderr=self.log,
-                                     preexec_fn=limits)
+        self.proc = subprocess.Popen([POSTERND, "-c", self.conf], stdout=self.log, stderr=self.log)
         for port in self.ports.values():
             wait_port(port)
         return self
@@ -471,10 +464,9 @@ def make_postern(workdir, pki, sasldb):
 
     def make(**kw):
         base = make_dir(tempfile.mkdtemp(prefix="p-", dir=workdir))
-        nofile = kw.pop("nofile", None)
         p = Postern(base, pki, kw.pop("sasldb", sasldb), **kw)
         started.append(p)
-        return p.start(nofile=nofile)
+        return p.start()
 
     yield make
     while OPEN_CLIENTS:

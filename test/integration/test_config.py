@@ -68,10 +68,14 @@ def check(path):
 
 
 @pytest.fixture
-def conf(tmp_path, pki, sasldb):
-    """Writes a variant of the good configuration; returns (path, lines)."""
+def conf(tmp_path, pki, sasldb, workdir):
+    """Writes a variant of the good configuration; returns (path, lines).
+    The spool is where the daemon user can reach it (pytest's tmp_path is
+    root's 0700, and posternd -t checks as that user)."""
+    spool = os.path.join(make_dir(tempfile.mkdtemp(prefix="t-", dir=workdir)), "spool")
+
     def write(edit=None, name="postern.conf"):
-        lines = good_lines(pki, sasldb, str(tmp_path / "spool"))
+        lines = good_lines(pki, sasldb, spool)
         if edit:
             lines = edit(lines)
         path = str(tmp_path / name)

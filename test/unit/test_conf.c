@@ -65,6 +65,12 @@ START_TEST(test_good)
 	ck_assert_str_eq(c->tls_key, want);
 	ck_assert_str_eq(c->sasl_mechanisms, "PLAIN LOGIN SCRAM-SHA-256");
 	ck_assert(c->sasl_credential_cache);   /* on unless turned off */
+	ck_assert(c->sandbox_seccomp);         /* likewise */
+	conf_free(c);
+	p = write_conf("off.conf", GOOD_BASE "sandbox { seccomp = false }\n");
+	c = conf_load(p, err, sizeof(err));
+	ck_assert_msg(c != NULL, "%s", err);
+	ck_assert(!c->sandbox_seccomp);
 	conf_free(c);
 }
 END_TEST
@@ -92,6 +98,8 @@ static const struct bad_case bad_cases[] = {
 	{ GOOD_BASE "relay { retry_min = \"2h\" retry_max = \"1h\" }\n", "retry_min must be > 0 and <= retry_max" },
 	{ GOOD_BASE "log { level = \"loud\" }\n", "level: 'loud' is not one of" },
 	{ GOOD_BASE "sasl { credential_cache = maybe }\n", "bad.conf:4:" },
+	{ GOOD_BASE "sandbox { seccomp = sometimes }\n", "bad.conf:4:" },
+	{ GOOD_BASE "sandbox {\n filter = true\n}\n", "bad.conf:5: no such option 'filter'" },
 	{ "listen smtps { address = \"127.0.0.1:1\" }\ntls {\n cert = \"c.pem\"\n key = \"missing.pem\"\n}\n", "bad.conf:4: key: cannot read" },
 	{ GOOD_BASE "limits {\n max_recipients = 5\n idle_timeout = \"soon\"\n}\n", "bad.conf:6: idle_timeout" },
 };
