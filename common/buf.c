@@ -88,3 +88,33 @@ void buf_shrink(struct buf *b)
 	if (b->len == 0)
 		buf_free(b);
 }
+
+void buf_append_wiped(struct buf *b, const void *data, size_t len)
+{
+	if (len > b->cap - b->len && b->data) {
+		/* realloc would free the old block as it is: move by hand. */
+		struct buf n;
+		buf_init(&n);
+		buf_reserve(&n, b->len + len);
+		memcpy(n.data, b->data, b->len);
+		n.len = b->len;
+		buf_free_wiped(b);
+		*b = n;
+	}
+	buf_append(b, data, len);
+}
+
+void buf_consume_wiped(struct buf *b, size_t n)
+{
+	size_t old = b->len;
+	buf_consume(b, n);
+	if (b->data)
+		explicit_bzero(b->data + b->len, old - b->len);
+}
+
+void buf_free_wiped(struct buf *b)
+{
+	if (b->data)
+		explicit_bzero(b->data, b->cap + 1);
+	buf_free(b);
+}

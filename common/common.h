@@ -42,6 +42,11 @@ void buf_vprintf(struct buf *b, const char *fmt, va_list ap);
 void buf_consume(struct buf *b, size_t n);
 /* Releases the memory of an empty buffer (idle connections stay small). */
 void buf_shrink(struct buf *b);
+/* The same for buffers that may hold secrets (AUTH lines): no byte they
+ * held is left behind in freed memory or past the end. */
+void buf_append_wiped(struct buf *b, const void *data, size_t len);
+void buf_consume_wiped(struct buf *b, size_t n);
+void buf_free_wiped(struct buf *b);
 
 /* ---- logging --------------------------------------------------------- */
 

@@ -5,7 +5,9 @@
  * SMTPUTF8, AUTH, DSN and CHUNKING) and the mailbox syntax check.
  *
  * Ownership: the reader owns its buffer (smtp_reader_free); a line it
- * returns lives in that buffer until the next smtp_reader_* call.
+ * returns lives in that buffer until the next smtp_reader_* call. The
+ * buffer holds AUTH lines too, so it never leaves a byte behind when it
+ * grows, moves or is freed.
  * smtp_parse allocates nothing: it cuts the caller's line in place and every
  * pointer in struct smtp_cmd points into that line.
  *
@@ -35,17 +37,18 @@ void smtp_reader_init(struct smtp_reader *r, size_t max_line)
 
 void smtp_reader_free(struct smtp_reader *r)
 {
-	buf_free(&r->in);
+	buf_free_wiped(&r->in);
 	r->off = 0;
 }
 
 static void reader_compact(struct smtp_reader *r)
 {
 	if (r->off) {
-		buf_consume(&r->in, r->off);
+		buf_consume_wiped(&r->in, r->off);
 		r->off = 0;
 	}
-	buf_shrink(&r->in);
+	if (r->in.len == 0)
+		buf_free_wiped(&r->in);
 }
 
 /*
@@ -57,7 +60,7 @@ static void reader_compact(struct smtp_reader *r)
 void smtp_reader_push(struct smtp_reader *r, const void *data, size_t len)
 {
 	reader_compact(r);
-	buf_append(&r->in, data, len);
+	buf_append_wiped(&r->in, data, len);
 }
 
 /* Drops the rest of an overlong line, up to and including its CRLF (a bare
@@ -103,7 +106,7 @@ int smtp_reader_next(struct smtp_reader *r, char **line, size_t *len)
 	}
 	size_t avail = r->in.len - r->off;
 	if (avail == 0) {
-		buf_free(&r->in);
+		buf_free_wiped(&r->in);
 		r->off = 0;
 		return SMTP_LINE_NONE;
 	}
@@ -152,7 +155,7 @@ void smtp_reader_skip(struct smtp_reader *r, size_t n)
 
 void smtp_reader_discard(struct smtp_reader *r)
 {
-	buf_free(&r->in);
+	buf_free_wiped(&r->in);
 	r->off = 0;
 	r->discarding = false;
 	r->discard_cr = false;

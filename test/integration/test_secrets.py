@@ -111,6 +111,22 @@ def test_auth_data_leaves_no_copy(make_postern, workdir):
     line = plain_blob("alice", malformed) + "*"
     b64_needles.append(line.encode())
     assert c.cmd(line)[0] == 501
+    # An AUTH line that comes in pieces behind other input: the line
+    # reader's buffer grows (and moves) while it holds the first piece.
+    split = unique("split")
+    raw_needles.append(split.encode())
+    tok = plain_blob("alice", split + "-" + "y" * 300)
+    c.send("NOOP\r\nAUTH PLAIN " + tok[:40])
+    assert c.reply()[0] == 250
+    time.sleep(0.2)
+    c.send(tok[40:] + "\r\n")
+    assert c.reply()[0] == 535
+    # Refused by the parser (not base64): never reaches the AUTH code.
+    unparsed = unique("unparsed")
+    raw_needles.append(unparsed.encode())
+    bad = plain_blob("alice", unparsed)
+    b64_needles.append((bad + "!").encode())
+    assert c.cmd("AUTH PLAIN " + bad + "!")[0] == 501
     # Cancelled after the user name.
     assert c.cmd("AUTH LOGIN")[0] == 334
     assert c.cmd(b64(b"alice"))[0] == 334
