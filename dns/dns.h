@@ -23,6 +23,7 @@
 #ifndef POSTERN_DNS_H
 #define POSTERN_DNS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/socket.h>
 #include <uv.h>
@@ -117,5 +118,19 @@ int dns_dnsbl_name(const char *ip, const char *zone, char *out, size_t outlen);
 /* Parses a server as in struct dns_conf; the port defaults to 53.
  * Returns 0 or -EINVAL. */
 int dns_parse_server(const char *s, struct sockaddr_storage *out);
+
+/* ---- in the phase pipeline (hook.c) -------------------------------------- */
+
+/* Starts the reverse lookup and, on mx, the DNSBL checks at CONNECT; MAIL
+ * waits for the DNSBL verdict (554 5.7.1 "dnsbl" when reject, 451 4.7.1
+ * "dnsbl_unavailable" when undecided and tempfail), DATA for the name. */
+struct hook_ops;
+struct dns_hook;
+struct dns_hook *dns_hook_new(unsigned nloops, bool reverse, const char *const *zones,
+                              size_t nzones, bool reject, bool tempfail);
+/* The resolver of a loop (NULL: no lookups there); the loop's thread only. */
+void dns_hook_set_resolver(struct dns_hook *h, unsigned loop, struct dns_resolver *r);
+void dns_hook_free(struct dns_hook *h);
+extern const struct hook_ops dns_hook_ops;
 
 #endif

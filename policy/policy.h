@@ -257,4 +257,16 @@ void policy_check_rate_rcpt(const struct policy_conf *pc, struct policy_state *s
                             const struct policy_session *ps, double now,
                             struct policy_verdict *v);
 
+/* ---- in the phase pipeline (hook.c) -------------------------------------- */
+
+/* Connection limits (CONNECT; the count is released when the session ends),
+ * the AUTH guard (AUTH), sender ownership and the message rate (MAIL), relay
+ * rules and the recipient rate (RCPT), the header From (EOM). Borrows pc and
+ * st, which outlive it. */
+struct hook_ops;
+struct policy_hook;
+struct policy_hook *policy_hook_new(const struct policy_conf *pc, struct policy_state *st);
+void policy_hook_free(struct policy_hook *h);
+extern const struct hook_ops policy_hook_ops;
+
 #endif

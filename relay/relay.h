@@ -98,6 +98,8 @@ struct relay_spool_file *relay_spool_prepare(struct relay_spool *sp,
 int relay_spool_create_file(struct relay_spool_file *f);
 /* Appends message bytes; returns 0 or -errno. */
 int relay_spool_write(struct relay_spool_file *f, const void *data, size_t len);
+/* The queue id the file is named by. */
+const char *relay_spool_file_qid(const struct relay_spool_file *f);
 /* Message bytes written so far. */
 uint64_t relay_spool_size(const struct relay_spool_file *f);
 /* Discards the file (if it was created). Takes f. */

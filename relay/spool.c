@@ -457,6 +457,11 @@ int relay_spool_create_file(struct relay_spool_file *f)
 	return 0;
 }
 
+const char *relay_spool_file_qid(const struct relay_spool_file *f)
+{
+	return f->qid;
+}
+
 int relay_spool_write(struct relay_spool_file *f, const void *data, size_t len)
 {
 	int rc = file_write_all(f->fd, data, len);

@@ -27,7 +27,7 @@
 #define FDS_DAEMON 32
 /* per loop: epoll, eventfd, signal pipe, DNS sockets, the reserve
  * descriptor, and the smtps refusals waiting for their handshake */
-#define FDS_PER_LOOP (8 + LISTENER_REFUSALS_MAX)
+#define FDS_PER_LOOP (8 + CONN_REFUSALS_MAX)
 /* per relay worker: the downstream socket, the queue file, a Maildir file */
 #define FDS_PER_RELAY_WORKER 3
 /* the thread pool's SASL checks each open the sasldb (4 threads, libuv's

@@ -367,4 +367,17 @@ int trace_stats_run(const char *path, int64_t since, int64_t until, unsigned top
                     struct trace_stats *st, char *err, size_t errlen);
 void trace_stats_free(struct trace_stats *st);
 
+/* ---- in the phase pipeline (hook.c) -------------------------------------- */
+
+/* The trace mark stage (Received, Message-ID, trace header, SHA-256), the
+ * record that rides with the queue file at HOOK_COMMIT, and the refusals
+ * as rows. store may be NULL (tracing off: the stage still runs); key NULL:
+ * no trace header. Borrows store and key. */
+struct hook_ops;
+struct trace_hook;
+struct trace_hook *trace_hook_new(struct trace_store *store, const struct trace_key *key,
+                                  const char *hostname, bool show_account);
+void trace_hook_free(struct trace_hook *h);
+extern const struct hook_ops trace_hook_ops;
+
 #endif

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "server/smtp_parse.h"
+#include "smtp/parse.h"
 
 struct result {
 	int rc;

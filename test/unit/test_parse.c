@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "server/smtp_parse.h"
+#include "smtp/parse.h"
 
 /* ---- golden files ------------------------------------------------------- */
 

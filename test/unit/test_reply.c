@@ -1,6 +1,6 @@
 /* Unit tests for the reply writer: codes, enhanced codes, multi-line
  * replies, and no way to inject a line break. */
-#include "server/reply.h"
+#include "smtp/reply.h"
 
 #include <check.h>
 #include <stdlib.h>

@@ -11,7 +11,7 @@
  * with memchr and copied in runs that span many lines; only a dot at the
  * start of a line, or the end of the input, breaks a run.
  */
-#include "server/smtp_parse.h"
+#include "smtp/parse.h"
 
 #include <string.h>
 

@@ -17,7 +17,7 @@
  * what real clients send: spaces around arguments, "FROM: <a@b>", verbs
  * and keywords in any case.
  */
-#include "server/smtp_parse.h"
+#include "smtp/parse.h"
 
 #include <arpa/inet.h>
 #include <string.h>
