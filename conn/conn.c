@@ -47,7 +47,7 @@ static void conn_free(struct conn *c)
 	if (c->refusal)
 		c->cl->refusing--;
 	if (c->pin)
-		c->lops->release(c->lops->ctx, c->pin);
+		c->lops.release(c->lops.ctx, c->pin);
 	buf_free(&c->out);
 	if (c->tls)
 		tls_free(c->tls);
@@ -296,7 +296,7 @@ static void io_resume(void *p)
 static const struct smtp_config *io_refresh(void *p)
 {
 	struct conn *c = p;
-	return c->lops->refresh ? c->lops->refresh(c->lops->ctx, &c->pin, &c->ssl_ctx) : NULL;
+	return c->lops.refresh ? c->lops.refresh(c->lops.ctx, &c->pin, &c->ssl_ctx) : NULL;
 }
 
 static uint64_t io_now_ms(void *p)
@@ -431,7 +431,7 @@ void conn__accept(struct conn_loop *cl, struct conn_listener *l, int fd)
 {
 	struct conn *c = xcalloc(1, sizeof(*c));
 	c->cl = cl;
-	c->lops = &l->ops;
+	c->lops = l->ops;
 	c->id = id_session();
 	uv_tcp_init(cl->loop, &c->tcp);
 	uv_timer_init(cl->loop, &c->timer);

@@ -30,7 +30,7 @@ struct conn {
 	struct conn *hnext;        /* bucket chain */
 	uint64_t id;
 	unsigned handles_open;     /* tcp + timer: freed when both are closed */
-	const struct conn_listener_ops *lops;
+	struct conn_listener_ops lops;   /* a copy: the listener may close first */
 	void *pin;                 /* the generation this connection runs under */
 	SSL_CTX *ssl_ctx;
 	struct smtp_session *s;

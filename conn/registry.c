@@ -50,10 +50,8 @@ bool conn_complete(void *route, uint64_t sid, uint32_t seq, const struct smtp_do
 	struct conn *c = conn__find(cl, sid);
 	if (!c || !c->s || c->closed)
 		return false;
-	bool taken = smtp_session_complete(c->s, seq, d);
-	if (!c->closed && !smtp_session_holds_replies(c->s))
-		conn__flush(c);
-	return taken;
+	/* The session flushes what its answer produced (smtp__continue). */
+	return smtp_session_complete(c->s, seq, d);
 }
 
 /* ---- the hook host ----------------------------------------------------------------- */
