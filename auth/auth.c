@@ -503,15 +503,18 @@ static int decode(const char *text, char **out, unsigned *outlen)
 		(*out)[0] = '\0';
 		return 0;
 	}
-	if (sasl_decode64(text, (unsigned)len, *out, (unsigned)cap, outlen) != SASL_OK) {
-		/* Cyrus stops at the first bad group: what came before it is
-		 * decoded already. */
+	long n = codec_b64_decode(text, len, *out, cap, 0);
+	if (n < 0) {
+		/* The decoder stops at the first bad group: what came before it
+		 * is decoded already. */
 		explicit_bzero(*out, cap);
 		free(*out);
 		*out = NULL;
 		*outlen = 0;
 		return -1;
 	}
+	*outlen = (unsigned)n;
+	(*out)[n] = '\0';
 	return 0;
 }
 
@@ -526,13 +529,9 @@ static void wipe_free(char *p, unsigned len)
 static void encode(struct buf *out, const char *data, unsigned len)
 {
 	unsigned max = (len + 2) / 3 * 4 + 1;
-	unsigned n = 0;
 	out->len = 0;
 	buf_reserve(out, max);
-	if (len > 0 && sasl_encode64(data, len, out->data, max, &n) != SASL_OK)
-		fatal("sasl_encode64: buffer too small");
-	out->len = n;
-	out->data[n] = '\0';
+	out->len = codec_b64_encode(data, len, out->data);
 }
 
 static int map_result(int r)

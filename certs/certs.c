@@ -257,7 +257,6 @@ SSL_CTX *certs_client_ctx(bool verify, const char *ca_file, char *err, size_t er
 
 int certs_fingerprint(X509 *cert, char out[65])
 {
-	static const char hex[] = "0123456789abcdef";
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned int n = 0;
 	out[0] = '\0';
@@ -267,11 +266,7 @@ int certs_fingerprint(X509 *cert, char out[65])
 		ERR_clear_error();
 		return -EIO;
 	}
-	for (unsigned int i = 0; i < n; i++) {
-		out[2 * i] = hex[md[i] >> 4];
-		out[2 * i + 1] = hex[md[i] & 15];
-	}
-	out[64] = '\0';
+	codec_hex(md, n, out);
 	return 0;
 }
 

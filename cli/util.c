@@ -168,37 +168,11 @@ void cli_iso_time(int64_t t, char out[32])
 
 /* ---- output --------------------------------------------------------------- */
 
-/* Length of the valid UTF-8 sequence at s, or 0 (overlongs, surrogates
- * and values past U+10FFFF are invalid). */
-static size_t utf8_len(const unsigned char *s)
-{
-	unsigned c = s[0];
-	size_t n;
-	unsigned min, v;
-	if (c >= 0xc2 && c <= 0xdf) {
-		n = 2, min = 0x80, v = c & 0x1f;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		n = 3, min = 0x800, v = c & 0x0f;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		n = 4, min = 0x10000, v = c & 0x07;
-	} else {
-		return 0;
-	}
-	for (size_t i = 1; i < n; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		v = v << 6 | (s[i] & 0x3f);
-	}
-	if (v < min || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff))
-		return 0;
-	return n;
-}
-
 void cli_put_text(const char *s)
 {
 	const unsigned char *p = (const unsigned char *)s;
 	while (*p) {
-		size_t n = *p < 0x80 ? 1 : utf8_len(p);
+		size_t n = codec_utf8_len((const char *)p);
 		/* C0 and C1 controls (U+0080..U+009F are 0xc2 0x80..0x9f) and
 		 * broken UTF-8 could drive the terminal: show '?' instead. */
 		if (n == 0 || *p < 0x20 || *p == 0x7f || (n == 2 && p[0] == 0xc2 && p[1] < 0xa0)) {
@@ -231,7 +205,7 @@ void cli_put_json(const char *s)
 			putchar(c);
 			p++;
 		} else {
-			size_t n = utf8_len(p);
+			size_t n = codec_utf8_len((const char *)p);
 			if (n) {
 				fwrite(p, 1, n, stdout);
 				p += n;

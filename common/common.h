@@ -90,13 +90,33 @@ bool str_case_prefix(const char *s, const char *prefix);
 int str_parse_size(const char *s, uint64_t *out);
 /* Parses "30", "30s", "5m", "2h", "3d" into seconds. Returns 0 or -EINVAL. */
 int str_parse_duration(const char *s, uint64_t *out);
-/* The value of a hex digit, or -1. */
-int str_hexval(int c);
-/* The value of a base64 character (RFC 4648 alphabet; with url_too also the
- * URL-safe '-' and '_'), or -1. */
-int str_b64val(int c, bool url_too);
 /* Copies s into dst (size > 0) replacing anything unsafe in a log line. */
 void str_sanitize(char *dst, size_t size, const char *s, size_t len);
+
+/* ---- codec (codec.c): the one hex, base64 and UTF-8 of the tree ----- */
+
+/* Lowercase hex of in[0..n) into out (2n + 1 bytes, NUL-terminated). */
+void codec_hex(const void *in, size_t n, char *out);
+char codec_hexdigit(unsigned v);
+/* The value of a hex digit, or -1. */
+int codec_hexval(int c);
+/* The value of a base64 character (RFC 4648 alphabet; with url_too also the
+ * URL-safe '-' and '_'), or -1. */
+int codec_b64val(int c, bool url_too);
+/* Padded base64 of in[0..n) into out (4 * ceil(n / 3) + 1 bytes); returns
+ * the length. */
+size_t codec_b64_encode(const void *in, size_t n, char *out);
+/* Decodes into out (max bytes); returns the length or -1. Strict by
+ * default (RFC 4648: the alphabet, padding only at the end); LENIENT as
+ * MIME receivers are (RFC 2045 6.8: other characters skipped, '=' ends
+ * the data); URL also takes '-' and '_'. */
+enum { CODEC_B64_LENIENT = 1, CODEC_B64_URL = 2 };
+long codec_b64_decode(const char *s, size_t n, void *out, size_t max, unsigned flags);
+/* Length of the well-formed UTF-8 sequence at s (RFC 3629: no overlongs,
+ * no surrogates, nothing above U+10FFFF), 0 if there is none; s is
+ * NUL-terminated (NUL is no continuation byte: never reads past it). */
+size_t codec_utf8_len(const char *s);
+bool codec_utf8_valid(const char *s);
 
 /* ---- ids ------------------------------------------------------------- */
 

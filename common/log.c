@@ -75,7 +75,6 @@ static void log_vmsg(enum log_level level, const char *fmt, va_list ap)
  * returns its length. */
 static size_t quote_into(char *dst, const char *s, size_t n)
 {
-	static const char hex[] = "0123456789abcdef";
 	char *o = dst;
 	*o++ = '"';
 	for (size_t i = 0; i < n; i++) {
@@ -89,8 +88,8 @@ static size_t quote_into(char *dst, const char *s, size_t n)
 		} else if (c < 0x20 || c == 0x7f) {
 			*o++ = '\\';
 			*o++ = 'x';
-			*o++ = hex[c >> 4];
-			*o++ = hex[c & 15];
+			*o++ = codec_hexdigit(c >> 4);
+			*o++ = codec_hexdigit(c);
 		} else {
 			*o++ = (char)c;
 		}

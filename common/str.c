@@ -133,32 +133,6 @@ int str_parse_duration(const char *s, uint64_t *out)
 	return 0;
 }
 
-int str_hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-int str_b64val(int c, bool url_too)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+' || (url_too && c == '-'))
-		return 62;
-	if (c == '/' || (url_too && c == '_'))
-		return 63;
-	return -1;
-}
-
 void str_sanitize(char *dst, size_t size, const char *s, size_t len)
 {
 	size_t o = 0;

@@ -4,6 +4,7 @@
  * network; everything writes into caller-provided buffers.
  */
 #include "dns/dns_int.h"
+#include "common/common.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -50,7 +51,6 @@ int dns__parse_addr(const char *ip, struct dns__addr *out)
 
 int dns__reverse(const struct dns__addr *a, bool bare, char *out, size_t outlen)
 {
-	static const char hex[] = "0123456789abcdef";
 	char tmp[80];
 	size_t n = 0;
 	if (a->family == AF_INET) {
@@ -58,9 +58,9 @@ int dns__reverse(const struct dns__addr *a, bool bare, char *out, size_t outlen)
 		                     a->bytes[2], a->bytes[1], a->bytes[0]);
 	} else {
 		for (int i = 15; i >= 0; i--) {
-			tmp[n++] = hex[a->bytes[i] & 0xf];
+			tmp[n++] = codec_hexdigit(a->bytes[i]);
 			tmp[n++] = '.';
-			tmp[n++] = hex[a->bytes[i] >> 4];
+			tmp[n++] = codec_hexdigit(a->bytes[i] >> 4);
 			tmp[n++] = '.';
 		}
 		tmp[--n] = '\0';

@@ -178,50 +178,6 @@ static bool is_alnum(unsigned char c)
 	return is_alpha(c) || is_digit(c);
 }
 
-static bool is_cont(unsigned char c)
-{
-	return (c & 0xc0) == 0x80;
-}
-
-/*
- * Length of the well-formed UTF-8 sequence at s (RFC 3629: no overlongs, no
- * surrogates, nothing above U+10FFFF), 0 if there is none. s is
- * NUL-terminated, and NUL is not a continuation byte, so this never reads
- * past the end.
- */
-static size_t utf8_len(const char *str)
-{
-	const unsigned char *s = (const unsigned char *)str;
-	unsigned char c = s[0];
-
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xc2 && c <= 0xdf)
-		return is_cont(s[1]) ? 2 : 0;
-	if (c >= 0xe0 && c <= 0xef) {
-		unsigned char lo = c == 0xe0 ? 0xa0 : 0x80;
-		unsigned char hi = c == 0xed ? 0x9f : 0xbf;
-		return s[1] >= lo && s[1] <= hi && is_cont(s[2]) ? 3 : 0;
-	}
-	if (c >= 0xf0 && c <= 0xf4) {
-		unsigned char lo = c == 0xf0 ? 0x90 : 0x80;
-		unsigned char hi = c == 0xf4 ? 0x8f : 0xbf;
-		return s[1] >= lo && s[1] <= hi && is_cont(s[2]) && is_cont(s[3]) ? 4 : 0;
-	}
-	return 0;
-}
-
-static bool valid_utf8(const char *s)
-{
-	while (*s) {
-		size_t n = utf8_len(s);
-		if (n == 0)
-			return false;
-		s += n;
-	}
-	return true;
-}
-
 static bool has_non_ascii(const char *s)
 {
 	for (; *s; s++)
@@ -252,7 +208,7 @@ static size_t atext_len(const char *s, bool utf8)
 		return 0;
 	if (is_alnum(c) || strchr("!#$%&'*+-/=?^_`{|}~", c))
 		return 1;
-	return utf8 && c >= 0x80 ? utf8_len(s) : 0;
+	return utf8 && c >= 0x80 ? codec_utf8_len(s) : 0;
 }
 
 /* Dot-string = Atom *("." Atom); returns its end or NULL. */
@@ -285,7 +241,7 @@ static const char *scan_quoted(const char *s, bool utf8)
 			s += 2;
 		} else if (c >= 32 && c <= 126) {
 			s++;
-		} else if (utf8 && c >= 0x80 && (n = utf8_len(s)) > 0) {
+		} else if (utf8 && c >= 0x80 && (n = codec_utf8_len(s)) > 0) {
 			s += n;
 		} else {
 			return NULL;
@@ -306,7 +262,7 @@ static size_t label_len(const char *s, bool utf8)
 		size_t n;
 		if (is_alnum(c) || (c == '-' && p > s)) {
 			p++;
-		} else if (utf8 && c >= 0x80 && (n = utf8_len(p)) > 0) {
+		} else if (utf8 && c >= 0x80 && (n = codec_utf8_len(p)) > 0) {
 			p += n;
 			ascii = false;
 		} else {
@@ -559,7 +515,7 @@ static bool valid_keyword(const char *s)
 /* esmtp-value = 1*(%d33-60 / %d62-126), plus UTF-8 per RFC 6531. */
 static bool valid_value(const char *s)
 {
-	return *s != '\0' && strchr(s, '=') == NULL && valid_utf8(s);
+	return *s != '\0' && strchr(s, '=') == NULL && codec_utf8_valid(s);
 }
 
 static int parse_param(char *kw, struct smtp_cmd *cmd, unsigned *seen)
@@ -719,19 +675,19 @@ static int parse_none(char *arg, struct smtp_cmd *cmd)
 
 static int parse_opt_text(char *arg, struct smtp_cmd *cmd)
 {
-	return valid_utf8(arg) ? SMTP_PARSE_OK : SMTP_PARSE_SYNTAX;
+	return codec_utf8_valid(arg) ? SMTP_PARSE_OK : SMTP_PARSE_SYNTAX;
 }
 
 static int parse_text(char *arg, struct smtp_cmd *cmd)
 {
-	return *arg && valid_utf8(arg) ? SMTP_PARSE_OK : SMTP_PARSE_SYNTAX;
+	return *arg && codec_utf8_valid(arg) ? SMTP_PARSE_OK : SMTP_PARSE_SYNTAX;
 }
 
 /* One word; whether it is a good host name is policy, not syntax (real
  * clients send "EHLO DESKTOP_42"). */
 static int parse_helo(char *arg, struct smtp_cmd *cmd)
 {
-	if (!*arg || strchr(arg, ' ') || !valid_utf8(arg))
+	if (!*arg || strchr(arg, ' ') || !codec_utf8_valid(arg))
 		return SMTP_PARSE_SYNTAX;
 	cmd->domain = arg;
 	return SMTP_PARSE_OK;

@@ -15,6 +15,7 @@
  * tls_free(); the version and cipher names are OpenSSL's static strings.
  */
 #include "tls/tls.h"
+#include "certs/certs.h"
 
 #include "common/common.h"
 
@@ -264,27 +265,12 @@ static char *tls_name_dup(const X509_NAME *name)
 	return s;
 }
 
-static void tls_hex_fingerprint(const X509 *cert, char out[65])
-{
-	static const char hex[] = "0123456789abcdef";
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int n = 0;
-	out[0] = '\0';
-	if (!X509_digest(cert, EVP_sha256(), md, &n) || n != 32)
-		return;
-	for (unsigned int i = 0; i < n; i++) {
-		out[2 * i] = hex[md[i] >> 4];
-		out[2 * i + 1] = hex[md[i] & 15];
-	}
-	out[64] = '\0';
-}
-
 static void tls_cache_peer(struct tls *t)
 {
 	X509 *peer = SSL_get0_peer_certificate(t->ssl);
 	if (!peer)
 		return;
-	tls_hex_fingerprint(peer, t->fingerprint);
+	certs_fingerprint(peer, t->fingerprint);
 	t->subject = tls_name_dup(X509_get_subject_name(peer));
 	t->issuer = tls_name_dup(X509_get_issuer_name(peer));
 	t->verified = SSL_get_verify_result(t->ssl) == X509_V_OK;

@@ -317,26 +317,6 @@ static void entity_type(const char *hdr, size_t hlen, const char *dflt, struct c
 
 
 
-/* Lenient, as receivers are (RFC 2045 6.8): characters outside the
- * alphabet are skipped, '=' ends the data. */
-static size_t b64_decode(const char *s, size_t n, char *out)
-{
-	unsigned acc = 0;
-	int bits = 0;
-	size_t o = 0;
-	for (size_t i = 0; i < n && s[i] != '='; i++) {
-		int v = str_b64val((unsigned char)s[i], false);
-		if (v < 0)
-			continue;
-		acc = (acc << 6) | (unsigned)v;
-		bits += 6;
-		if (bits >= 8) {
-			bits -= 8;
-			out[o++] = (char)(acc >> bits);
-		}
-	}
-	return o;
-}
 
 static size_t qp_decode(const char *s, size_t n, char *out)
 {
@@ -351,10 +331,10 @@ static size_t qp_decode(const char *s, size_t n, char *out)
 			j++;
 		if (j < n && (s[j] == '\n' || (s[j] == '\r' && j + 1 < n && s[j + 1] == '\n'))) {
 			i = s[j] == '\n' ? j : j + 1; /* soft line break */
-		} else if (i + 2 < n && str_hexval((unsigned char)s[i + 1]) >= 0 &&
-		           str_hexval((unsigned char)s[i + 2]) >= 0) {
-			out[o++] = (char)(str_hexval((unsigned char)s[i + 1]) << 4 |
-			                  str_hexval((unsigned char)s[i + 2]));
+		} else if (i + 2 < n && codec_hexval((unsigned char)s[i + 1]) >= 0 &&
+		           codec_hexval((unsigned char)s[i + 2]) >= 0) {
+			out[o++] = (char)(codec_hexval((unsigned char)s[i + 1]) << 4 |
+			                  codec_hexval((unsigned char)s[i + 2]));
 			i += 2;
 		} else {
 			out[o++] = '=';
@@ -544,7 +524,9 @@ static void search_entity(struct search *s, const char *hdr, size_t hlen, const 
 		return;
 	}
 	char *dec = xmalloc(blen + 1);
-	size_t n = b64 ? b64_decode(body, blen, dec) : qp_decode(body, blen, dec);
+	/* Lenient, as receivers are (RFC 2045 6.8). */
+	size_t n = b64 ? (size_t)codec_b64_decode(body, blen, dec, blen + 1, CODEC_B64_LENIENT)
+	               : qp_decode(body, blen, dec);
 	search_message(s, dec, n, depth + 1);
 	free(dec);
 }

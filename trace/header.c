@@ -194,7 +194,7 @@ void trace__header_make(struct buf *out, const struct trace_key *key, const char
 	unsigned char mac[MAC_LEN];
 	mac_compute(key, version, gate, trace_id, time, trace__msgid_form(&m, version), mac);
 	char b64[MAC_B64_LEN + 1];
-	EVP_EncodeBlock((unsigned char *)b64, mac, MAC_LEN);
+	codec_b64_encode(mac, MAC_LEN, b64);
 
 	char tbuf[32], vbuf[4];
 	snprintf(tbuf, sizeof(tbuf), "%" PRId64, time);
@@ -240,33 +240,22 @@ static bool fws(int c)
 	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
 }
 
-/* Exactly the 44 characters EVP_EncodeBlock makes of 32 bytes, folding
+/* Exactly the 44 characters base64 makes of 32 bytes, folding
  * whitespace anywhere among them (DKIM allows it in b= for the same reason:
  * a long base64 token is where careless folding cuts). */
 static bool mac_decode(const char *s, size_t n, unsigned char out[MAC_LEN])
 {
-	unsigned acc = 0;
-	int bits = 0;
-	size_t o = 0, chars = 0;
+	char b64[MAC_B64_LEN];
+	size_t chars = 0;
 	for (size_t i = 0; i < n; i++) {
 		if (fws((unsigned char)s[i]))
 			continue;
-		if (++chars == MAC_B64_LEN) {
-			if (s[i] != '=')
-				return false;
-			continue;
-		}
-		int v = chars < MAC_B64_LEN ? str_b64val((unsigned char)s[i], false) : -1;
-		if (v < 0)
+		if (chars == MAC_B64_LEN)
 			return false;
-		acc = (acc << 6) | (unsigned)v;
-		bits += 6;
-		if (bits >= 8) {
-			bits -= 8;
-			out[o++] = (unsigned char)(acc >> bits);
-		}
+		b64[chars++] = s[i];
 	}
-	return chars == MAC_B64_LEN && o == MAC_LEN && (acc & 3) == 0;
+	return chars == MAC_B64_LEN && b64[MAC_B64_LEN - 1] == '=' &&
+	       codec_b64_decode(b64, chars, out, MAC_LEN, 0) == MAC_LEN;
 }
 
 static bool parse_time(const char *s, size_t n, int64_t *t)

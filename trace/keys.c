@@ -58,42 +58,18 @@ static long decode_secret(const char *s, size_t n, unsigned char *out, size_t ma
 {
 	bool hex = n % 2 == 0;
 	for (size_t i = 0; hex && i < n; i++)
-		hex = str_hexval((unsigned char)s[i]) >= 0;
+		hex = codec_hexval((unsigned char)s[i]) >= 0;
 	if (hex) {
 		if (n / 2 > max)
 			return -1;
 		for (size_t i = 0; i < n; i += 2)
-			out[i / 2] = (unsigned char)(str_hexval((unsigned char)s[i]) << 4 |
-			                             str_hexval((unsigned char)s[i + 1]));
+			out[i / 2] = (unsigned char)(codec_hexval((unsigned char)s[i]) << 4 |
+			                             codec_hexval((unsigned char)s[i + 1]));
 		return (long)(n / 2);
 	}
-	/* Base64, standard or URL alphabet, padding optional but exact. */
-	size_t pad = 0;
-	while (n > 0 && s[n - 1] == '=' && pad < 2) {
-		n--;
-		pad++;
-	}
-	if (n % 4 == 1 || (pad && (n + pad) % 4 != 0))
-		return -1;
-	unsigned acc = 0;
-	int bits = 0;
-	size_t o = 0;
-	for (size_t i = 0; i < n; i++) {
-		int v = str_b64val((unsigned char)s[i], true);
-		if (v < 0)
-			return -1;
-		acc = (acc << 6) | (unsigned)v;
-		bits += 6;
-		if (bits >= 8) {
-			bits -= 8;
-			if (o == max)
-				return -1;
-			out[o++] = (unsigned char)(acc >> bits);
-		}
-	}
-	if (bits > 0 && (acc & ((1u << bits) - 1)) != 0)
-		return -1; /* non-canonical trailing bits: likely a typo */
-	return (long)o;
+	/* Base64, standard or URL alphabet, padding optional but exact, and
+	 * no stray trailing bits (likely a typo). */
+	return codec_b64_decode(s, n, out, max, CODEC_B64_URL);
 }
 
 static bool is_space(int c)

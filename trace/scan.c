@@ -331,12 +331,7 @@ void trace_scan_finish(struct trace_scan *ts, struct buf *out)
 	unsigned int mdlen = 0;
 	if (EVP_DigestFinal_ex(ts->md, md, &mdlen) != 1 || mdlen != sizeof(md))
 		fatal("trace: SHA-256 final failed");
-	static const char hex[] = "0123456789abcdef";
-	for (size_t i = 0; i < sizeof(md); i++) {
-		ts->sha256[2 * i] = hex[md[i] >> 4];
-		ts->sha256[2 * i + 1] = hex[md[i] & 15];
-	}
-	ts->sha256[64] = '\0';
+	codec_hex(md, sizeof(md), ts->sha256);
 	ts->state = SCAN_DONE;
 }
 

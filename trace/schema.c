@@ -335,12 +335,7 @@ static int ip_parse(const char *s, size_t len, unsigned char addr[16], bool *v4)
 
 static void hex16(const unsigned char a[16], char out[33])
 {
-	static const char digits[] = "0123456789abcdef";
-	for (int i = 0; i < 16; i++) {
-		out[2 * i] = digits[a[i] >> 4];
-		out[2 * i + 1] = digits[a[i] & 15];
-	}
-	out[32] = '\0';
+	codec_hex(a, 16, out);
 }
 
 int trace__ip_key(const char *ip, char out[33])

@@ -116,6 +116,47 @@ START_TEST(test_log_quote)
 }
 END_TEST
 
+START_TEST(test_codec)
+{
+	char out[64];
+	codec_hex("\x00\x9f\xff", 3, out);
+	ck_assert_str_eq(out, "009fff");
+	ck_assert_int_eq(codec_hexval('F'), 15);
+	ck_assert_int_eq(codec_hexval('g'), -1);
+	static const struct {
+		const char *raw, *b64;
+	} v[] = { { "", "" }, { "f", "Zg==" }, { "fo", "Zm8=" }, { "foo", "Zm9v" },
+		  { "foob", "Zm9vYg==" }, { "fooba", "Zm9vYmE=" }, { "foobar", "Zm9vYmFy" } };
+	for (size_t i = 0; i < ARRAY_LEN(v); i++) {   /* RFC 4648 10 */
+		codec_b64_encode(v[i].raw, strlen(v[i].raw), out);
+		ck_assert_str_eq(out, v[i].b64);
+		char dec[16];
+		long n = codec_b64_decode(v[i].b64, strlen(v[i].b64), dec, sizeof(dec), 0);
+		ck_assert_int_eq(n, (long)strlen(v[i].raw));
+		ck_assert(memcmp(dec, v[i].raw, (size_t)n) == 0);
+	}
+	char dec[16];
+	/* strict: bad characters, padding in the middle, stray bits, overflow */
+	ck_assert_int_lt(codec_b64_decode("Zm9v!", 5, dec, sizeof(dec), 0), 0);
+	ck_assert_int_lt(codec_b64_decode("Zg==Zg==", 8, dec, sizeof(dec), 0), 0);
+	ck_assert_int_lt(codec_b64_decode("Zh==", 4, dec, sizeof(dec), 0), 0);
+	ck_assert_int_lt(codec_b64_decode("Z", 1, dec, sizeof(dec), 0), 0);
+	ck_assert_int_lt(codec_b64_decode("Zm9vYmFy", 8, dec, 5, 0), 0);
+	ck_assert_int_eq(codec_b64_decode("Zm9v", 4, dec, sizeof(dec), 0), 3);   /* unpadded */
+	ck_assert_int_eq(codec_b64_decode("-_8", 3, dec, sizeof(dec), CODEC_B64_URL), 2);
+	/* lenient (MIME): line breaks and junk skipped, '=' ends */
+	ck_assert_int_eq(codec_b64_decode("Zm9v\r\nYmFy=junk", 15, dec, sizeof(dec),
+	                                  CODEC_B64_LENIENT), 6);
+	ck_assert(memcmp(dec, "foobar", 6) == 0);
+	ck_assert_uint_eq(codec_utf8_len("\xc3\xa9"), 2);
+	ck_assert_uint_eq(codec_utf8_len("\xc0\xaf"), 0);        /* overlong */
+	ck_assert_uint_eq(codec_utf8_len("\xed\xa0\x80"), 0);   /* surrogate */
+	ck_assert_uint_eq(codec_utf8_len("\xf4\x90\x80\x80"), 0); /* past U+10FFFF */
+	ck_assert(codec_utf8_valid("caf\xc3\xa9"));
+	ck_assert(!codec_utf8_valid("caf\xc3"));
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("common");
@@ -126,6 +167,7 @@ int main(void)
 	tcase_add_test(tc, test_queue_ids);
 	tcase_add_test(tc, test_sanitize);
 	tcase_add_test(tc, test_log_quote);
+	tcase_add_test(tc, test_codec);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

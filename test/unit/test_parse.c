@@ -35,8 +35,8 @@ static size_t unescape(const char *s, char *out)
 		case '0': out[n++] = '\0'; s++; break;
 		case 'e': s++; break;
 		case 'x':
-			ck_assert_msg(str_hexval(s[1]) >= 0 && str_hexval(s[2]) >= 0, "bad \\x in parse.in");
-			out[n++] = (char)(str_hexval(s[1]) * 16 + str_hexval(s[2]));
+			ck_assert_msg(codec_hexval(s[1]) >= 0 && codec_hexval(s[2]) >= 0, "bad \\x in parse.in");
+			out[n++] = (char)(codec_hexval(s[1]) * 16 + codec_hexval(s[2]));
 			s += 3;
 			break;
 		default: out[n++] = *s++; break;
