@@ -1,10 +1,8 @@
 /*
- * hdr.c - RFC 5322 header sections: the collector stage that keeps a
- * message's header section while it streams past, and the iterator over
- * the fields of a section in memory (header From, the trace lookup).
- *
- * Lines end in LF, with or without CR: the decoder lets only CRLF through,
- * but a message handed to `postern trace` may come from a file with LF.
+ * hdr.c - RFC 5322 header sections, by the one definition in msg.h: the
+ * field-line rule, the split of an entity, the iterator over fields, and
+ * the collector stage that keeps a message's header section while it
+ * streams past (for the checks at the end of the message).
  *
  * Ownership: a msg_headers owns its block (msg_headers_free); fields point
  * into the caller's section.
@@ -14,113 +12,91 @@
 #include <string.h>
 #include <strings.h>
 
-void msg_headers_init(struct msg_headers *h, size_t cap)
+static bool wsp(int c)
 {
-	buf_init(&h->block);
-	h->cap = cap;
-	h->done = false;
-	h->cut = false;
+	return c == ' ' || c == '\t';
 }
 
-void msg_headers_free(struct msg_headers *h)
+size_t msg_field_colon(const char *line, size_t n, size_t *nlen)
 {
-	buf_free(&h->block);
+	if (n > MSG_FIELD_NAME_MAX)
+		n = MSG_FIELD_NAME_MAX;
+	size_t i = 0;
+	while (i < n && line[i] != ':' && (unsigned char)line[i] > 32 &&
+	       (unsigned char)line[i] < 127)
+		i++;
+	size_t name = i;
+	while (i < n && wsp(line[i]))
+		i++;
+	if (name == 0 || i == n || line[i] != ':')
+		return 0;
+	*nlen = name;
+	return i;
 }
 
-/* Looks for the empty line in what was kept, from where the last search
- * could not have seen it; cuts the block to the fields when found. */
-static void headers_find_end(struct msg_headers *h, size_t old)
+/* Whether the line at p (le: its end, LF excluded) is the empty line
+ * (*empty), a field line or a continuation, given whether a field came
+ * before. */
+static bool section_line(const char *p, size_t le, bool after_field, bool *empty)
 {
-	const char *d = h->block.data;
-	size_t len = h->block.len;
-	if (old == 0 && len >= 1 && (d[0] == '\n' || (len >= 2 && d[0] == '\r' && d[1] == '\n'))) {
-		h->block.len = 0;    /* no fields at all */
-		h->done = true;
-		return;
-	}
-	size_t from = old > 3 ? old - 3 : 0;
-	for (const char *p = memchr(d + from, '\n', len - from); p;
-	     p = memchr(p + 1, '\n', len - (size_t)(p + 1 - d))) {
-		const char *q = p + 1;
-		size_t left = len - (size_t)(q - d);
-		if (left >= 1 && *q == '\n') {
-			h->block.len = (size_t)(q - d);
-			h->done = true;
-			return;
-		}
-		if (left >= 2 && q[0] == '\r' && q[1] == '\n') {
-			h->block.len = (size_t)(q - d);
-			h->done = true;
-			return;
-		}
-		if (left < 2)
-			break;
-	}
+	size_t nlen;
+	*empty = le == 0 || (le == 1 && p[0] == '\r');
+	if (*empty)
+		return false;
+	if (wsp(p[0]))
+		return after_field;
+	return msg_field_colon(p, le, &nlen) != 0;
 }
 
-static int headers_feed(void *st, const char *p, size_t n, msg_emit_fn emit, void *ctx)
+void msg_header_split(const char *p, size_t len, size_t *hlen, size_t *body)
 {
-	struct msg_headers *h = st;
-	if (!h->done) {
-		size_t room = h->cap - h->block.len;
-		size_t old = h->block.len;
-		buf_append(&h->block, p, n < room ? n : room);
-		headers_find_end(h, old);
-		if (!h->done && h->block.len >= h->cap) {
-			h->done = true;
-			h->cut = true;
-		}
-	}
-	return emit(ctx, p, n);
-}
-
-const struct msg_stage_ops msg_headers_stage = {
-	.name = "headers",
-	.feed = headers_feed,
-};
-
-bool msg_field_next(const char *s, size_t len, size_t *pos, struct msg_field *f)
-{
-	size_t i = *pos;
+	size_t i = 0;
+	bool field = false;
 	while (i < len) {
-		const char *nl = memchr(s + i, '\n', len - i);
-		size_t end = nl ? (size_t)(nl - s) + 1 : len;
-		size_t text = end - (nl ? 1 : 0);
-		if (text > i && s[text - 1] == '\r')
-			text--;
-		if (text == i) {
-			*pos = len;      /* the empty line ends the section */
-			return false;
+		const char *nl = memchr(p + i, '\n', len - i);
+		size_t le = nl ? (size_t)(nl - p) : len;
+		bool empty;
+		if (!section_line(p + i, le - i, field, &empty)) {
+			/* The empty line is in neither part (a lone CR at the very
+			 * end, with no LF yet, is the body's). */
+			*hlen = i;
+			*body = empty && nl ? le + 1 : i;
+			return;
 		}
-		const char *colon = memchr(s + i, ':', text - i);
-		bool continuation = s[i] == ' ' || s[i] == '\t';
-		if (continuation || !colon) {
-			i = end;         /* not a field: skipped */
+		field = true;
+		if (!nl)
+			break;
+		i = le + 1;
+	}
+	*hlen = len;
+	*body = len;
+}
+
+bool msg_field_next(const char *blk, size_t len, size_t *pos, struct msg_field *f)
+{
+	while (*pos < len) {
+		size_t ls = *pos;
+		const char *nl = memchr(blk + ls, '\n', len - ls);
+		size_t le = nl ? (size_t)(nl - blk) : len;
+		size_t next = nl ? le + 1 : len;
+		size_t nlen, colon;
+		*pos = next;
+		if (wsp(blk[ls]) || (colon = msg_field_colon(blk + ls, le - ls, &nlen)) == 0)
 			continue;
+		while (next < len && wsp(blk[next])) {
+			nl = memchr(blk + next, '\n', len - next);
+			le = nl ? (size_t)(nl - blk) : len;
+			next = nl ? le + 1 : len;
 		}
-		size_t name_end = (size_t)(colon - s);
-		while (name_end > i && (s[name_end - 1] == ' ' || s[name_end - 1] == '\t'))
-			name_end--;  /* obs-optional: blanks before the colon */
-		f->name = s + i;
-		f->name_len = name_end - i;
-		f->raw = s + i;
-		f->value = colon + 1;
-		size_t vend = text;
-		/* Continuation lines belong to the field. */
-		while (end < len && (s[end] == ' ' || s[end] == '\t')) {
-			nl = memchr(s + end, '\n', len - end);
-			size_t e2 = nl ? (size_t)(nl - s) + 1 : len;
-			vend = e2 - (nl ? 1 : 0);
-			if (vend > end && s[vend - 1] == '\r')
-				vend--;
-			end = e2;
-		}
-		f->value_len = vend - (size_t)(f->value - s);
-		f->raw_len = end - i;
-		*pos = end;
+		*pos = next;
+		if (le > ls && blk[le - 1] == '\r')
+			le--;
+		f->name = blk + ls;
+		f->name_len = nlen;
+		f->value = blk + ls + colon + 1;
+		f->value_len = le - (ls + colon + 1);
 		return true;
 	}
-	*pos = len;
 	return false;
 }
 
@@ -128,6 +104,15 @@ bool msg_field_is(const struct msg_field *f, const char *name)
 {
 	size_t n = strlen(name);
 	return f->name_len == n && strncasecmp(f->name, name, n) == 0;
+}
+
+bool msg_field_find(const char *blk, size_t len, const char *name, struct msg_field *f)
+{
+	size_t pos = 0;
+	while (msg_field_next(blk, len, &pos, f))
+		if (msg_field_is(f, name))
+			return true;
+	return false;
 }
 
 void msg_field_unfold(const struct msg_field *f, struct buf *out)
@@ -143,3 +128,76 @@ void msg_field_unfold(const struct msg_field *f, struct buf *out)
 		p = nl ? nl + 1 : end;
 	}
 }
+
+/* ---- the collector ---------------------------------------------------------------- */
+
+void msg_headers_init(struct msg_headers *h, size_t cap)
+{
+	buf_init(&h->block);
+	h->cap = cap;
+	h->scanned = 0;
+	h->seen_field = false;
+	h->done = false;
+	h->cut = false;
+}
+
+void msg_headers_free(struct msg_headers *h)
+{
+	buf_free(&h->block);
+}
+
+/* Judges the complete lines kept since the last feed. */
+static void headers_scan(struct msg_headers *h)
+{
+	const char *d = h->block.data;
+	size_t len = h->block.len;
+	while (h->scanned < len) {
+		size_t i = h->scanned;
+		const char *nl = memchr(d + i, '\n', len - i);
+		if (!nl)
+			return;      /* a line still coming */
+		size_t le = (size_t)(nl - d);
+		bool empty;
+		if (!section_line(d + i, le - i, h->seen_field, &empty)) {
+			h->block.len = i;
+			h->done = true;
+			return;
+		}
+		h->seen_field = true;
+		h->scanned = le + 1;
+	}
+}
+
+static int headers_feed(void *st, const char *p, size_t n, msg_emit_fn emit, void *ctx)
+{
+	struct msg_headers *h = st;
+	if (!h->done) {
+		size_t room = h->cap - h->block.len;
+		buf_append(&h->block, p, n < room ? n : room);
+		headers_scan(h);
+		if (!h->done && h->block.len >= h->cap) {
+			h->done = true;
+			h->cut = true;
+		}
+	}
+	return emit(ctx, p, n);
+}
+
+/* A message of headers only: its last line may have no line end. */
+static int headers_finish(void *st, msg_emit_fn emit, void *ctx)
+{
+	struct msg_headers *h = st;
+	if (!h->done) {
+		size_t hlen, body;
+		msg_header_split(h->block.data ? h->block.data : "", h->block.len, &hlen, &body);
+		h->block.len = hlen;
+		h->done = true;
+	}
+	return 0;
+}
+
+const struct msg_stage_ops msg_headers_stage = {
+	.name = "headers",
+	.feed = headers_feed,
+	.finish = headers_finish,
+};

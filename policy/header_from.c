@@ -19,6 +19,7 @@
 #include <strings.h>
 
 #include "common/common.h"
+#include "msg/msg.h"
 
 typedef void addr_fn(const char *addr, size_t alen, void *arg);
 
@@ -117,57 +118,27 @@ static void parse_value(const char *s, size_t n, addr_fn *fn, void *arg, int *co
 	buf_free(&mb.angle);
 }
 
-/* Whether line s (n bytes, no line end) starts a From field; *v: value. */
-static bool is_from(const char *s, size_t n, size_t *v)
-{
-	if (n < 5 || strncasecmp(s, "from", 4) != 0)
-		return false;
-	size_t i = 4;
-	while (i < n && (s[i] == ' ' || s[i] == '\t'))
-		i++;  /* obs-optional: blanks before the colon */
-	if (i == n || s[i] != ':')
-		return false;
-	*v = i + 1;
-	return true;
-}
-
+/* Every From field of the header section (msg/: the one reader of header
+ * sections), unfolded, through parse_value. */
 static int from_walk(const char *h, size_t len, addr_fn *fn, void *arg, unsigned *fields)
 {
 	int count = 0;
-	bool seen = false;
 	*fields = 0;
-	size_t pos = 0;
+	size_t hlen, body, pos = 0;
+	msg_header_split(h, len, &hlen, &body);
+	struct msg_field f;
 	struct buf value;
 	buf_init(&value);
-	while (pos < len) {
-		const char *nl = memchr(h + pos, '\n', len - pos);
-		size_t end = nl ? (size_t)(nl - h) : len;
-		size_t next = nl ? end + 1 : len;
-		size_t lend = end > pos && h[end - 1] == '\r' ? end - 1 : end;
-		if (lend == pos)
-			break;  /* the empty line ending the header section */
-		size_t v;
-		if (!is_from(h + pos, lend - pos, &v)) {
-			pos = next;
+	while (msg_field_next(h, hlen, &pos, &f)) {
+		if (!msg_field_is(&f, "From"))
 			continue;
-		}
-		seen = true;
 		(*fields)++;
 		value.len = 0;
-		buf_append(&value, h + pos + v, lend - pos - v);
-		pos = next;
-		/* Unfold: a line starting with a blank continues the field. */
-		while (pos < len && (h[pos] == ' ' || h[pos] == '\t')) {
-			nl = memchr(h + pos, '\n', len - pos);
-			end = nl ? (size_t)(nl - h) : len;
-			lend = end > pos && h[end - 1] == '\r' ? end - 1 : end;
-			buf_append(&value, h + pos, lend - pos);
-			pos = nl ? end + 1 : len;
-		}
+		msg_field_unfold(&f, &value);
 		parse_value(value.data ? value.data : "", value.len, fn, arg, &count);
 	}
 	buf_free(&value);
-	return seen ? count : -1;
+	return *fields ? count : -1;
 }
 
 int policy_header_from_each(const char *h, size_t len,

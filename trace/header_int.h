@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include "trace/trace.h"
+#include "msg/msg.h"
 
 /* RFC 5322 caps a line at 998 octets; a longer Message-ID is cut here by
  * signer and verifier alike. */
@@ -21,7 +22,7 @@
 /* A header line is a field when its colon comes within this many bytes
  * (name and the whitespace before the colon). Past that, scanner and
  * finder alike take it for the end of the header block. */
-#define TRACE__FIELD_NAME_MAX 998
+#define TRACE__FIELD_NAME_MAX MSG_FIELD_NAME_MAX  /* msg.h: one definition */
 
 /* A Message-ID value as the MAC sees it, in the two forms, computed in
  * one pass as the bytes arrive (fed piecewise, any split):

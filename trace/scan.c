@@ -180,7 +180,8 @@ static void match_name(struct trace_scan *ts, char c)
  * fields ("name:", the name within TRACE__FIELD_NAME_MAX bytes) or their
  * continuations; it ends before the first line that is neither (the empty
  * line, or anything else: a message without headers, say). A line is held
- * back only until we know which it is. find.c draws the same line. */
+ * back only until we know which it is: the streaming form of the one
+ * definition in msg/msg.h (test_scan_agrees_with_msg holds them together). */
 static const char *scan_header(struct trace_scan *ts, const char *p, const char *end,
                                struct buf *out)
 {

@@ -4,6 +4,7 @@
  * streaming scanner that inserts it and hashes the message.
  */
 #include "trace/trace.h"
+#include "msg/msg.h"
 #include "trace/header_int.h"
 
 #include <check.h>
@@ -1339,6 +1340,37 @@ START_TEST(test_scan_placement)
 }
 END_TEST
 
+/* The scanner is the streaming form of msg/'s one definition of a header
+ * section: on messages made of field lines, continuations, other lines and
+ * empty lines, in any order, it puts the trace header exactly where
+ * msg_header_split ends the header section. */
+START_TEST(test_scan_agrees_with_msg)
+{
+	static const char *const pieces[] = {
+		"Subject: a\r\n", " folded\r\n", "X-Long-Name : b\r\n", "not a field\r\n",
+		"\r\n", "body\r\n", "From: c@d\n", "\tcont\n", "\n", ":no name\r\n",
+	};
+	unsigned seed = 7;
+	for (int round = 0; round < 3000; round++) {
+		struct buf in;
+		buf_init(&in);
+		int n = rand_r(&seed) % 6;
+		for (int i = 0; i < n; i++)
+			buf_puts(&in, pieces[rand_r(&seed) % ARRAY_LEN(pieces)]);
+		const char *raw = in.data ? in.data : "";
+		size_t hlen, body;
+		msg_header_split(raw, in.len, &hlen, &body);
+		char *out = scan_all(&key_new, raw, in.len, NULL);
+		const char *mark = strstr(out, "X-Postern-Trace: v=");
+		ck_assert_ptr_nonnull(mark);
+		ck_assert_msg((size_t)(mark - out) == hlen, "round %d: %zu vs %zu in %s", round,
+		              (size_t)(mark - out), hlen, raw);
+		free(out);
+		buf_free(&in);
+	}
+}
+END_TEST
+
 START_TEST(test_scan_no_key)
 {
 	char sha[65], want[65];
@@ -1581,6 +1613,7 @@ int main(void)
 	tcase_add_test(tc, test_scan_splits);
 	tcase_add_test(tc, test_scan_renames_client_trace_header);
 	tcase_add_test(tc, test_scan_placement);
+	tcase_add_test(tc, test_scan_agrees_with_msg);
 	tcase_add_test(tc, test_scan_no_key);
 	tcase_add_test(tc, test_scan_adds_message_id);
 	tcase_add_test(tc, test_scan_long_msgid);
